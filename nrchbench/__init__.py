@@ -1,0 +1,7 @@
+"""nrchbench: a benchmark suite for cross-modal hashing under noisy labels."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
