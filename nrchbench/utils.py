@@ -7,18 +7,22 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from nrchbench.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported lazily: `data info` and `--help` should not pay for it
+    import torch
 
 DATA_ENV = "NRCHBENCH_DATA"
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``auto`` → CUDA when available, else CPU; ``cpu``; ``cuda``/``cuda:i``."""
+    import torch
+
     if isinstance(device, torch.device):
         return device
     d = (device or "auto").strip().lower()
@@ -35,6 +39,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy's legacy global state and torch (CPU and CUDA)."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)

@@ -39,6 +39,14 @@ def handle_errors() -> Iterator[None]:
         sys.exit(exc.exit_code)
 
 
+class UserError(click.ClickException):
+    """A :class:`NrchbenchError` as click shows it: ``Error: <one line>``, exit code 2."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class UserErrorCommand(click.Command):
     """A click command that renders :class:`NrchbenchError` as one line (for CliRunner too)."""
 
@@ -46,7 +54,7 @@ class UserErrorCommand(click.Command):
         try:
             return super().invoke(ctx)
         except NrchbenchError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise UserError(str(exc), exc.exit_code) from exc
 
 
 def import_plugins(plugins: tuple[str, ...] | list[str]) -> None:

@@ -49,6 +49,10 @@ class RawData:
             index arrays over the N rows; empty when the format defines none.
         files: source files read, name → path (checksummed into the metadata).
         version: a short string naming the variant of the published files.
+        sources: where each of ``image``, ``text``, ``labels`` came from (e.g.
+            ``"mirflickr25k-lall.mat:LAll"``), for error messages.
+        meta: loader-specific metadata merged into :attr:`CrossModalDataset.meta`
+            (JSON-serialisable).
     """
 
     image: np.ndarray
@@ -58,6 +62,8 @@ class RawData:
     splits: dict[str, np.ndarray] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     version: str = "1"
+    sources: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,6 +132,12 @@ class DatasetLoader:
         default_split: split rule used when the user gives none.
         image_dim / text_dim / num_classes: declared dimensionalities (None = any).
         needs_files: False for generated datasets (``synthetic``).
+        image_nonnegative: True when the image features should be ≥ 0 (post-ReLU VGG fc7);
+            a violation is logged and recorded in the metadata, not an error.
+
+    :meth:`read` receives the loader's options as keyword arguments (declare each one in its
+    signature: unknown options are rejected with the list of accepted ones) and may set
+    instance attributes that depend on them (e.g. ``split_sizes`` of ``synthetic``).
     """
 
     name: ClassVar[str] = ""
@@ -138,6 +150,7 @@ class DatasetLoader:
     text_dim: ClassVar[int | None] = None
     num_classes: ClassVar[int | None] = None
     needs_files: ClassVar[bool] = True
+    image_nonnegative: ClassVar[bool] = False
 
     def read(self, directory: Path, **options: Any) -> RawData:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -1,0 +1,260 @@
+"""``nrchbench run`` (one run → one record) and ``nrchbench evaluate`` (metrics from saved codes)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from nrchbench.cli.common import UserErrorCommand, console, err_console, import_plugins
+from nrchbench.errors import ConfigError
+
+DIRECTION_LABELS = (("i2t", "I2T"), ("t2i", "T2I"), ("avg", "avg"))
+
+
+def parse_params(items: tuple[str, ...] | list[str], what: str = "--param") -> dict[str, str]:
+    """``key=value`` strings → dict (values stay strings; the method coerces them)."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{what} {item!r}: expected key=value, e.g. -p epochs=5")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def parse_options(items: tuple[str, ...] | list[str], what: str = "--dataset-option") -> dict[str, Any]:
+    """``key=value`` strings → dict with values read as JSON where possible (``n=600`` → 600)."""
+    out: dict[str, Any] = {}
+    for key, value in parse_params(items, what).items():
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _metric_order(keys: list[str]) -> list[str]:
+    def rank(k: str) -> tuple[int, int, str]:
+        for i, prefix in enumerate(("map", "map_tie", "map@", "precision@", "chance")):
+            if k == prefix or (prefix.endswith("@") and k.startswith(prefix)):
+                num = k.split("@", 1)[1] if "@" in k else "0"
+                return (i, int(num) if num.isdigit() else 0, k)
+        return (9, 0, k)
+
+    return sorted(keys, key=rank)
+
+
+def metrics_table(metrics: Mapping[str, Any], history: list[Mapping[str, Any]] | None = None, title: str = "") -> Table:
+    """Rows = metrics (map, map_tie, map@k, precision@k, chance), columns = I2T / T2I / avg."""
+    table = Table(title=title or None, title_justify="left")
+    table.add_column("metric")
+    for _key, label in DIRECTION_LABELS:
+        table.add_column(label, justify="right")
+    shown = [
+        k
+        for k in metrics.get("avg", {})
+        if k == "map" or k == "map_tie" or k == "chance" or k.startswith("map@") or k.startswith("precision@")
+    ]
+    for k in _metric_order(shown):
+        cells = []
+        for d, _label in DIRECTION_LABELS:
+            v = metrics.get(d, {}).get(k)
+            cells.append(f"{v:.4f}" if isinstance(v, (int, float)) else "–")
+        table.add_row(k, *cells)
+    last = next((h for h in reversed(history or []) if h.get("sel_precision") is not None), None)
+    if last is not None:
+        for key, label in (("sel_precision", "selection precision"), ("sel_recall", "selection recall")):
+            v = last.get(key)
+            table.add_row(label, "", "", f"{v:.4f}" if isinstance(v, (int, float)) else "–")
+    return table
+
+
+class EpochProgress:
+    """A rich progress bar over epochs, fed by the runner's ``progress`` callback."""
+
+    def __init__(self, console_: Console, description: str, enabled: bool = True) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[logs]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console_,
+            transient=False,
+            disable=not enabled,
+        )
+        self.description = description
+        self.task: Any = None
+        self.count = 0
+
+    def __enter__(self) -> EpochProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def __call__(self, epoch: int, total: int, logs: Mapping[str, Any]) -> None:
+        self.count += 1
+        if self.task is None:
+            self.task = self.progress.add_task(self.description, total=max(total, 1), logs="")
+        shown = []
+        for key in ("loss", "selected_fraction", "sel_precision"):
+            v = logs.get(key)
+            if isinstance(v, (int, float)):
+                shown.append(f"{key}={v:.4g}")
+        self.progress.update(self.task, completed=min(self.count, max(total, 1)), logs=" ".join(shown))
+
+
+@click.command(cls=UserErrorCommand)
+@click.option("--method", "-m", required=True, help="Method registry name (see `nrchbench list methods`).")
+@click.option("--dataset", default="synthetic", show_default=True, help="Dataset name, alias or directory.")
+@click.option("--noise", "noise", type=float, default=0.8, show_default=True, help="Noise rate.")
+@click.option("--noise-model", default="nrch", show_default=True, help="Noise model (see `nrchbench list noise`).")
+@click.option("--bits", type=int, default=64, show_default=True, help="Code length.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise draw and of training.")
+@click.option(
+    "--preset",
+    type=click.Choice(["auto", "paper", "fast", "tiny"]),
+    default="auto",
+    show_default=True,
+    help="Hyper-parameter preset; auto = paper on CUDA, fast on CPU.",
+)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:<index>.")
+@click.option("--split", default=None, help="Split rule (nrch, random, official); default: the dataset's own.")
+@click.option("--data-root", default=None, help="Dataset root (default: $NRCHBENCH_DATA, else ./datasets).")
+@click.option("--out", default="results", show_default=True, help="Results directory.")
+@click.option(
+    "-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Method hyper-parameter (repeatable)."
+)
+@click.option("--plugin", "plugins", multiple=True, help="Module or .py file to import first (repeatable).")
+@click.option(
+    "-d",
+    "--dataset-option",
+    "dataset_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Dataset loader option, e.g. -d n=600 for a small synthetic set (repeatable).",
+)
+@click.option("--save-codes", is_flag=True, help="Keep the packed codes beside the record (for `evaluate`).")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON on stdout (and nothing else there).")
+def run(
+    method: str,
+    dataset: str,
+    noise: float,
+    noise_model: str,
+    bits: int,
+    seed: int,
+    preset: str,
+    device: str,
+    split: str | None,
+    data_root: str | None,
+    out: str,
+    params: tuple[str, ...],
+    plugins: tuple[str, ...],
+    dataset_options: tuple[str, ...],
+    save_codes: bool,
+    as_json: bool,
+) -> None:
+    """Train one method on one dataset at one noise level, evaluate it and write its record.
+
+    Example: nrchbench run --method nrch --noise 0.5 --bits 32 --preset fast
+    """
+    from nrchbench.records import record_path
+    from nrchbench.runner import run_safe
+    from nrchbench.spec import RunSpec
+
+    import_plugins(plugins)
+    spec = RunSpec(
+        method=method,
+        dataset=dataset,
+        bits=bits,
+        noise_model=noise_model,
+        noise_rate=noise,
+        seed=seed,
+        preset=preset,
+        params=parse_params(params),
+        split=split,
+        dataset_options=parse_options(dataset_options),
+    ).resolve(device)
+    out_console = err_console if as_json else console
+    if not as_json:
+        console.print(
+            f"[bold]{spec.label()}[/] preset={spec.preset} device={spec.device} run_id={spec.run_id}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    with EpochProgress(out_console, spec.method, enabled=out_console.is_terminal or not as_json) as bar:
+        record = run_safe(spec, data_root=data_root, device=device, save_codes=save_codes, out=out, progress=bar)
+    path = record_path(out, record)
+    if as_json:
+        click.echo(json.dumps(record, indent=2))
+    else:
+        if record["status"] == "ok":
+            console.print(metrics_table(record["metrics"], record["history"], title=f"{spec.method} on {spec.dataset}"))
+            t = record["timing"]
+            console.print(
+                f"fit {t.get('fit', 0):.1f}s, total {t.get('total', 0):.1f}s; record: {path}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    if record["status"] != "ok":
+        err_console.print(
+            f"[bold red]Run failed:[/] {record['error']} (record: {path})", highlight=False, soft_wrap=True
+        )
+        sys.exit(1)
+
+
+@click.command(cls=UserErrorCommand)
+@click.argument("run_ref", metavar="RUN")
+@click.option("--results", default="results", show_default=True, help="Results directory to look a run id up in.")
+@click.option("--write", is_flag=True, help="Store the recomputed metrics in the record.")
+@click.option("--json", "as_json", is_flag=True, help="Print the recomputed metrics as JSON on stdout.")
+def evaluate(run_ref: str, results: str, write: bool, as_json: bool) -> None:
+    """Recompute all metrics of RUN (a record path or run id) from its saved codes."""
+    from nrchbench.records import locate_record, read_record
+    from nrchbench.runner import evaluate_codes_file
+    from nrchbench.utils import atomic_write_json
+
+    path = locate_record(run_ref, results)
+    record = read_record(path)
+    if not record.get("codes"):
+        raise ConfigError(f"run {record['run_id']} has no saved codes; rerun it with --save-codes to evaluate it again")
+    codes = Path(path).with_name(record["codes"])
+    metrics = evaluate_codes_file(codes)
+    changed = _differences(record.get("metrics") or {}, metrics)
+    if write:
+        record["metrics"] = metrics
+        atomic_write_json(path, record)
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+        return
+    console.print(
+        metrics_table(metrics, record.get("history"), title=f"{record['run_id']} (recomputed from {codes.name})")
+    )
+    if changed:
+        console.print(f"[yellow]differs from the record in {len(changed)} value(s):[/] {', '.join(changed[:8])}")
+    else:
+        console.print("identical to the metrics in the record")
+    if write:
+        console.print(f"updated {path}")
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], tol: float = 1e-9) -> list[str]:
+    diffs = []
+    for d in ("i2t", "t2i", "avg"):
+        for k, v in (new.get(d) or {}).items():
+            w = (old.get(d) or {}).get(k)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                if not isinstance(w, (int, float)) or abs(float(v) - float(w)) > tol:
+                    diffs.append(f"{d}.{k}")
+    return diffs

@@ -1,0 +1,202 @@
+"""``nrchbench sweep``: a grid of runs, resumable, on local workers or Ray."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from nrchbench.cli.common import UserErrorCommand, console, err_console, import_plugins
+from nrchbench.cli.run import parse_options, parse_params
+
+MAX_ROWS = 60
+
+
+def _opt(ctx: click.Context, cfg: dict[str, Any], name: str, value: Any) -> Any:
+    """An option given on the command line wins over the sweep file, which wins over the default."""
+    source = ctx.get_parameter_source(name)
+    if source is not None and source.name == "COMMANDLINE":
+        return value
+    return cfg.get(name, value)
+
+
+@click.command(cls=UserErrorCommand)
+@click.option("--methods", default=None, help="Comma list of methods, e.g. nrch,dcmh,djsrh.")
+@click.option("--datasets", default="synthetic", show_default=True, help="Comma list of datasets.")
+@click.option("--bits", default="64", show_default=True, help="Comma list of code lengths.")
+@click.option("--noise", default="0.8", show_default=True, help="Comma list of noise rates.")
+@click.option("--seeds", default="0", show_default=True, help="Comma list of seeds.")
+@click.option("--noise-model", default="nrch", show_default=True, help="Noise model.")
+@click.option("--preset", type=click.Choice(["auto", "paper", "fast", "tiny"]), default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:<index>.")
+@click.option("--split", default=None, help="Split rule (nrch, random, official); default: each dataset's own.")
+@click.option("--data-root", default=None, help="Dataset root (default: $NRCHBENCH_DATA, else ./datasets).")
+@click.option("--out", default="results", show_default=True, help="Results directory.")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Hyper-parameter for every method that has it, or METHOD.KEY=VALUE for one (repeatable).",
+)
+@click.option("--plugin", "plugins", multiple=True, help="Module or .py file to import first (repeatable).")
+@click.option(
+    "-d",
+    "--dataset-option",
+    "dataset_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Dataset loader option for every dataset, e.g. -d n=600 (repeatable).",
+)
+@click.option("--save-codes", is_flag=True, help="Keep the packed codes beside each record.")
+@click.option("--config", "config", default=None, type=click.Path(dir_okay=False), help="Sweep file (.toml/.yaml).")
+@click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Parallel runs.")
+@click.option("--force", is_flag=True, help="Rerun specs that already have an ok record.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--address", default=None, help="Ray cluster address (--backend ray).")
+@click.option("--gpus-per-run", type=float, default=None, help="GPUs per run (--backend ray).")
+@click.option("--cpus-per-run", type=float, default=None, help="CPUs per run (--backend ray).")
+@click.option("--dry-run", is_flag=True, help="List the runs (and which are done) without running anything.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.pass_context
+def sweep(ctx: click.Context, **opts: Any) -> None:
+    """Run a grid of methods × datasets × bits × noise × seeds (resumable).
+
+    Finished runs (a record with status ok under --out) are skipped unless --force; failed
+    or missing ones run. A method that does not use labels runs once for all noise levels.
+
+    Example: nrchbench sweep --methods nrch,dcmh --bits 16,32 --noise 0.2,0.5,0.8 --seeds 0,1,2 --jobs 2
+    """
+    from nrchbench.spec import load_sweep_file, specs_from_config
+    from nrchbench.sweep import Sweep
+
+    cfg: dict[str, Any] = load_sweep_file(opts["config"]) if opts["config"] else {}
+    names = [k for k in opts if k not in ("config", "as_json", "dry_run", "params", "plugins", "dataset_options")]
+    merged = {k: _opt(ctx, cfg, k, opts[k]) for k in names}
+    params: dict[str, Any] = dict(cfg.get("params") or {})
+    params.update(parse_params(opts["params"]))
+    merged["params"] = params
+    plugins = [
+        *([cfg["plugins"]] if isinstance(cfg.get("plugins"), str) else cfg.get("plugins") or []),
+        *opts["plugins"],
+    ]
+    for key in ("noise_params", "split_seed", "val_size"):
+        if key in cfg:
+            merged[key] = cfg[key]
+    merged["dataset_options"] = {**dict(cfg.get("dataset_options") or {}), **parse_options(opts["dataset_options"])}
+    import_plugins(plugins)
+    if not merged.get("methods"):
+        raise click.UsageError("give --methods (comma list) or a --config file with `methods`")
+
+    specs = specs_from_config(merged, device=merged["device"])
+    backend_options = {
+        k: merged[k] for k in ("address", "gpus_per_run", "cpus_per_run") if merged.get(k) not in (None, "")
+    }
+    sw = Sweep(
+        specs,
+        out=merged["out"],
+        backend=merged["backend"],
+        jobs=int(merged["jobs"]),
+        force=bool(merged["force"]),
+        data_root=merged["data_root"],
+        device=merged["device"],
+        save_codes=bool(merged["save_codes"]),
+        plugins=plugins,
+        backend_options=backend_options,
+    )
+    out = err_console if opts["as_json"] else console
+    if opts["dry_run"]:
+        pending, skipped = sw.plan()
+        done = {s.run_id for s in skipped}
+        table = Table(title=f"{len(sw.specs)} run(s): {len(pending)} to run, {len(skipped)} done")
+        for col in ("run_id", "method", "dataset", "bits", "noise", "seed", "preset", "state"):
+            table.add_column(col)
+        for s in sw.specs:
+            noise = "invariant" if s.noise_invariant else f"{s.noise_model}@{s.noise_rate:g}"
+            state = "done" if s.run_id in done else "to run"
+            table.add_row(s.run_id, s.method, s.dataset, str(s.bits), noise, str(s.seed), s.preset, state)
+        _wide(out).print(table)
+        return
+
+    progress = Progress(
+        TextColumn("[bold]sweep"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=out,
+        disable=opts["as_json"] and not out.is_terminal,
+    )
+    counts = {"ok": 0, "failed": 0, "skipped": 0}
+    with progress:
+        task = progress.add_task("sweep", total=len(sw.specs), status="")
+
+        def on_event(ev: Any) -> None:
+            if ev.kind == "skip":
+                counts["skipped"] += 1
+            elif ev.kind == "done" and ev.result is not None:
+                counts["ok" if ev.result.status == "ok" else "failed"] += 1
+                if ev.result.status != "ok":
+                    progress.console.print(f"[red]failed[/] {ev.spec.label()}: {ev.result.error}", highlight=False)
+            status = f"ok {counts['ok']} · failed {counts['failed']} · skipped {counts['skipped']}"
+            if ev.kind == "start":
+                status += f" · running {ev.spec.label()}"
+            progress.update(task, completed=ev.done, status=status)
+
+        summary = sw.run(progress=on_event)
+
+    if opts["as_json"]:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        _print_summary(summary)
+    if summary.failed:
+        sys.exit(1)
+
+
+def _wide(con: Console) -> Console:
+    """The console itself on a terminal; elsewhere (logs, CI) one that does not squeeze tables to 80 columns."""
+    if con.is_terminal:
+        return con
+    return Console(file=con.file, width=200, no_color=con.no_color, highlight=False)
+
+
+def _print_summary(summary: Any) -> None:
+    rows = summary.runs
+    if len(rows) > MAX_ROWS:
+        rows = [r for r in rows if r["status"] == "failed"][:MAX_ROWS]
+    if rows:
+        table = Table(title="runs", title_justify="left")
+        for col in ("run", "method", "dataset", "bits", "noise", "seed", "status", "s", "where"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("error", overflow="fold")
+        for r in rows:
+            noise = "invariant" if r["noise_rate"] is None else f"{r['noise_rate']:g}"
+            where = f"{r['host']}:{r['pid']}" if r.get("host") else ""
+            style = {"ok": "green", "failed": "red"}.get(r["status"], "dim")
+            secs = f"{r['seconds']:.1f}" if isinstance(r.get("seconds"), (int, float)) else ""
+            table.add_row(
+                r["run_id"][:8],
+                r["method"],
+                r["dataset"],
+                str(r["bits"]),
+                noise,
+                str(r["seed"]),
+                f"[{style}]{r['status']}[/]",
+                secs,
+                where,
+                r.get("error") or "",
+            )
+        # Logs and CI output are not 80 columns wide: do not squeeze the table there.
+        _wide(console).print(table)
+    console.print(
+        f"[bold]{summary.total}[/] run(s): [green]{summary.ok} ok[/], [red]{summary.failed} failed[/], "
+        f"{summary.skipped} skipped (already done) in {summary.wall_s:.1f}s → {summary.out}",
+        highlight=False,
+    )

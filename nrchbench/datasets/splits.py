@@ -1,0 +1,153 @@
+"""Split rules (PROTOCOL.md §1): ``nrch``, ``random``, ``official``, plus an optional ``val``.
+
+* ``nrch``: contiguous slicing of the stored order, as the official NRCH code does:
+  query = rows ``[0, Q)``, train = rows ``[Q, Q+N_train)``, database = rows ``[Q, N)``
+  (so train ⊂ database).
+* ``random``: a seeded permutation (``np.random.default_rng(seed).permutation(N)``), then
+  the same slicing of the permuted order (DCMH convention); split arrays keep the
+  permutation order.
+* ``official``: the split stored by the format itself (e.g. Wikipedia's train/test lists).
+
+``val_size > 0`` carves a validation split out of the database, never out of the query
+set: rows are drawn (seeded by ``seed``) from the database rows that are not training
+rows when there are enough of them, otherwise from the whole database, in which case they
+also leave the training split. Validation rows are removed from the database, so ``val``
+is disjoint from every other split and can serve as held-out queries for model selection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from nrchbench.datasets.base import SPLIT_NAMES, checksum_array
+from nrchbench.errors import ConfigError, DataError
+
+RULES: dict[str, str] = {
+    "nrch": "contiguous: query = first Q rows, train = next N_train rows, database = all rows after the query",
+    "random": "seeded permutation, then the nrch slicing",
+    "official": "the split stored by the dataset's own files (e.g. wiki)",
+}
+
+# Offset added to the split seed for the val draw, so that val does not reuse the
+# permutation's random stream.
+_VAL_SEED_OFFSET = 7919
+
+
+def _slice(order: np.ndarray, q: int, t: int) -> dict[str, np.ndarray]:
+    return {
+        "query": order[:q].copy(),
+        "train": order[q : q + t].copy(),
+        "database": order[q:].copy(),
+    }
+
+
+def _check_sizes(n: int, sizes: tuple[int, int] | None, rule: str, dataset: str) -> tuple[int, int]:
+    if sizes is None:
+        raise ConfigError(
+            f"dataset {dataset!r} declares no (query, train) sizes for split rule {rule!r}; "
+            "pass query_size= and train_size= options or use split 'official'"
+        )
+    q, t = int(sizes[0]), int(sizes[1])
+    if q <= 0 or t <= 0 or q + t > n:
+        raise DataError(
+            f"dataset {dataset!r}: split rule {rule!r} needs query {q} + train {t} ≤ {n} rows "
+            "(is the file truncated, or are query_size/train_size too large?)"
+        )
+    return q, t
+
+
+def make_splits(
+    n: int,
+    rule: str,
+    *,
+    sizes: tuple[int, int] | None = None,
+    seed: int = 0,
+    stored: dict[str, np.ndarray] | None = None,
+    val_size: int | float = 0,
+    dataset: str = "?",
+) -> dict[str, np.ndarray]:
+    """Index arrays (int64) ``query``, ``train``, ``database`` and optionally ``val``.
+
+    Args:
+        n: number of rows.
+        rule: ``nrch``, ``random`` or ``official``.
+        sizes: (query, train) sizes for ``nrch``/``random``.
+        seed: seed of ``random`` and of the ``val`` draw.
+        stored: the format's own split (``official``); needs ``query`` and ``train``;
+            ``database`` defaults to every row not in ``query``.
+        val_size: rows (int) or fraction of the database (0 < float < 1) for ``val``.
+        dataset: name for error messages.
+
+    Raises:
+        ConfigError: unknown rule, no stored split for ``official``, impossible ``val_size``.
+        DataError: the data has too few rows for the sizes.
+    """
+    rule = str(rule).lower()
+    if rule not in RULES:
+        raise ConfigError(f"unknown split rule {rule!r}; available: {', '.join(RULES)}")
+    if rule == "nrch":
+        q, t = _check_sizes(n, sizes, rule, dataset)
+        splits = _slice(np.arange(n, dtype=np.int64), q, t)
+    elif rule == "random":
+        q, t = _check_sizes(n, sizes, rule, dataset)
+        order = np.random.default_rng(seed).permutation(n).astype(np.int64)
+        splits = _slice(order, q, t)
+    else:
+        if not stored or "query" not in stored or "train" not in stored:
+            raise ConfigError(f"dataset {dataset!r} has no official split in its files; use split 'nrch' or 'random'")
+        splits = {k: np.asarray(v, dtype=np.int64).copy() for k, v in stored.items() if k in SPLIT_NAMES}
+        if "database" not in splits:
+            mask = np.ones(n, dtype=bool)
+            mask[splits["query"]] = False
+            splits["database"] = np.flatnonzero(mask).astype(np.int64)
+        for k, v in splits.items():
+            if v.size and (v.min() < 0 or v.max() >= n):
+                raise DataError(f"dataset {dataset!r}: stored split {k!r} has indices outside [0, {n})")
+        if val_size and "val" in splits:
+            raise ConfigError(f"dataset {dataset!r} already stores a val split; leave val_size at 0")
+    if val_size:
+        splits = carve_val(splits, val_size, seed=seed, dataset=dataset)
+    return splits
+
+
+def carve_val(
+    splits: dict[str, np.ndarray], val_size: int | float, *, seed: int = 0, dataset: str = "?"
+) -> dict[str, np.ndarray]:
+    """Move ``val_size`` database rows into a ``val`` split (see module docstring)."""
+    db = splits["database"]
+    if isinstance(val_size, float) and 0 < val_size < 1:
+        k = round(val_size * db.size)
+    elif float(val_size).is_integer() and val_size >= 0:
+        k = int(val_size)
+    else:
+        raise ConfigError(f"val_size={val_size!r}: expected a row count ≥ 0 or a fraction in (0, 1)")
+    if k == 0:
+        return splits
+    rng = np.random.default_rng(seed + _VAL_SEED_OFFSET)
+    not_train = db[~np.isin(db, splits["train"])]
+    if not_train.size >= k:
+        val = np.sort(rng.choice(not_train, size=k, replace=False))
+        out = dict(splits)
+    else:
+        if k >= db.size or k >= splits["train"].size:
+            raise ConfigError(
+                f"dataset {dataset!r}: val_size={k} is too large for a database of {db.size} rows "
+                f"(train {splits['train'].size})"
+            )
+        val = np.sort(rng.choice(db, size=k, replace=False))
+        out = dict(splits)
+        out["train"] = splits["train"][~np.isin(splits["train"], val)]
+    out["database"] = db[~np.isin(db, val)]
+    out["val"] = val.astype(np.int64)
+    return out
+
+
+def split_checksums(splits: dict[str, np.ndarray]) -> tuple[str, dict[str, str]]:
+    """(one checksum over all split arrays, per-split checksums)."""
+    per = {k: checksum_array(np.asarray(splits[k], dtype=np.int64)) for k in SPLIT_NAMES if k in splits}
+    h = hashlib.sha256()
+    for k, v in per.items():
+        h.update(f"{k}:{v};".encode())
+    return h.hexdigest()[:16], per

@@ -1,0 +1,302 @@
+"""DJSRH: Deep Joint-Semantics Reconstructing Hashing (Su, Zhong, Zhang; ICCV 2019), feature-based.
+
+Unsupervised (METHODS.md §7): labels are never read, so a run is noise-invariant. The image
+net is ``fc_encode`` = Linear(d_img→L) on the given features (``image_head="linear"``) or
+Linear(d_img→4096)–ReLU–Linear(4096→L) (``"mlp"``); the text net is
+Linear(d_t→4096)–ReLU–Linear(4096→L); codes during training are tanh(α·H) with
+α = √(epoch+1).
+
+Per batch of m rows (drop_last), from the batch's own *input* features:
+
+    F̂ = rownorm(F);  S_I = F̂_I F̂_Iᵀ,  S_T = F̂_T F̂_Tᵀ  (cosines, each mapped, see below)
+    S̃ = β S_I + (1−β) S_T;   S = (1−η) S̃ + η S̃ S̃ᵀ / m
+    B̂ = rownorm(tanh(α H))
+    L = mse(μS, B̂_I B̂_Tᵀ) + λ1 mse(μS, B̂_I B̂_Iᵀ) + λ2 mse(μS, B̂_T B̂_Tᵀ)
+
+(mse = mean over the m² entries, as the official code's ``F.mse_loss``). One SGD step
+(momentum 0.9, weight decay 5e-4) of each net's optimiser per batch.
+
+Similarity map (``similarity_map``), decided per modality:
+
+* ``affine``: 2S−1, the official code's map of non-negative-feature cosines [0,1] → [−1,1];
+* ``clamp``: the raw cosine, clamped to [−1,1] (only guards rounding): the right choice
+  for signed features such as COCO's Doc2Vec, where 2S−1 would reach −3;
+* ``auto`` (default): ``affine`` for a modality whose training features are all ≥ 0,
+  ``clamp`` otherwise. The decision is logged and kept in ``similarity_maps_``.
+
+Per-dataset settings (official ``settings.py``) come from :meth:`DJSRH.dataset_params`;
+the ``defaults`` are the NUS-WIDE values, which also serve IAPR, COCO and any other dataset.
+
+Presets: ``paper`` (official values), ``fast`` (text hidden 1024 instead of 4096; same
+epochs, batch and schedule; the text MLP dominates the CPU cost), ``tiny`` (tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nrchbench.errors import ConfigError
+from nrchbench.methods.base import EpochCallback, HashingMethod, TrainView
+from nrchbench.registry import METHODS
+
+log = logging.getLogger(__name__)
+
+SIMILARITY_MAPS = ("auto", "affine", "clamp")
+IMAGE_HEADS = ("linear", "mlp")
+
+# Official settings.py values; datasets without one get the NUS-WIDE values (METHODS.md §7.3).
+_NUSWIDE = {"beta": 0.6, "lambda1": 0.1, "lambda2": 0.1, "epochs": 80, "lr_img": 1e-3, "lr_txt": 1e-2}
+_DATASET_PARAMS: dict[str, dict[str, Any]] = {
+    "mirflickr": {"beta": 0.9, "lambda1": 0.1, "lambda2": 0.1, "epochs": 80, "lr_img": 1e-3, "lr_txt": 1e-2},
+    "nuswide": dict(_NUSWIDE),
+    "wiki": {"beta": 0.3, "lambda1": 0.3, "lambda2": 0.3, "epochs": 200, "lr_img": 1e-2, "lr_txt": 1e-2},
+}
+
+
+# --------------------------------------------------------------------------- pure terms
+def cosine_similarity_map(features: torch.Tensor, mapping: str) -> torch.Tensor:
+    """Mapped cosine-similarity matrix of the rows of ``features`` (m×m).
+
+    Args:
+        features: m×d input features.
+        mapping: ``affine`` (2·cos−1) or ``clamp`` (cos clamped to [−1,1]).
+    """
+    fn = F.normalize(features, dim=1)
+    s = fn @ fn.T
+    if mapping == "affine":
+        return 2.0 * s - 1.0
+    if mapping == "clamp":
+        return s.clamp(-1.0, 1.0)
+    raise ConfigError(f"djsrh parameter 'similarity_map': expected affine or clamp here, got {mapping!r}")
+
+
+def djsrh_joint_similarity(
+    feat_img: torch.Tensor,
+    feat_txt: torch.Tensor,
+    beta: float,
+    eta: float,
+    map_img: str = "affine",
+    map_txt: str = "affine",
+) -> torch.Tensor:
+    """The joint-semantics matrix S (m×m, before the μ scaling).
+
+    S̃ = β S_I + (1−β) S_T and S = (1−η) S̃ + η S̃ S̃ᵀ / m.
+    """
+    s_tilde = beta * cosine_similarity_map(feat_img, map_img) + (1.0 - beta) * cosine_similarity_map(feat_txt, map_txt)
+    m = s_tilde.shape[0]
+    return (1.0 - eta) * s_tilde + eta * (s_tilde @ s_tilde.T) / m
+
+
+def djsrh_loss(
+    code_img: torch.Tensor,
+    code_txt: torch.Tensor,
+    target: torch.Tensor,
+    lambda1: float,
+    lambda2: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Reconstruction loss of the scaled joint-semantics matrix ``target`` = μS.
+
+    Args:
+        code_img: m×L relaxed image codes tanh(α H_I).
+        code_txt: m×L relaxed text codes tanh(α H_T).
+        target: m×m μ·S.
+        lambda1: weight of the image–image term.
+        lambda2: weight of the text–text term.
+
+    Returns:
+        (total, cross, img, txt) where each term is the mean squared error over the m²
+        entries and total = cross + λ1·img + λ2·txt.
+    """
+    bi = F.normalize(code_img, dim=1)
+    bt = F.normalize(code_txt, dim=1)
+    cross = F.mse_loss(bi @ bt.T, target)
+    img = F.mse_loss(bi @ bi.T, target)
+    txt = F.mse_loss(bt @ bt.T, target)
+    return cross + lambda1 * img + lambda2 * txt, cross, img, txt
+
+
+def resolve_similarity_map(choice: str, features: torch.Tensor) -> str:
+    """``auto`` → ``affine`` if every feature value is ≥ 0, else ``clamp``; others unchanged."""
+    if choice not in SIMILARITY_MAPS:
+        raise ConfigError(
+            f"djsrh parameter 'similarity_map': expected one of {', '.join(SIMILARITY_MAPS)}, got {choice!r}"
+        )
+    if choice != "auto":
+        return choice
+    return "affine" if bool((features >= 0).all()) else "clamp"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# --------------------------------------------------------------------------- method
+@METHODS.register("djsrh")
+class DJSRH(HashingMethod):
+    """DJSRH (ICCV 2019), unsupervised: reconstruct the joint-semantics matrix of the inputs.
+
+    Hyper-parameters (``defaults``, = NUS-WIDE official values): ``image_head``
+    (``linear`` | ``mlp``), ``image_hidden``, ``text_hidden``, ``epochs``, ``batch_size``,
+    ``beta``, ``eta``, ``mu``, ``lambda1``, ``lambda2``, ``lr_img``, ``lr_txt``,
+    ``momentum``, ``weight_decay``, ``similarity_map`` (``auto`` | ``affine`` | ``clamp``),
+    ``alpha_schedule`` (False: α = 1, the README ablation).
+
+    Per-epoch logs: ``loss`` (weighted), ``loss_cross``, ``loss_img``, ``loss_txt``
+    (unweighted means over the epoch's batches), ``alpha``, ``time_train``.
+    """
+
+    name: ClassVar[str] = "djsrh"
+    description: ClassVar[str] = "DJSRH (ICCV 2019), unsupervised, feature-based: joint-semantics reconstruction"
+    uses_labels: ClassVar[bool] = False
+    selects_samples: ClassVar[bool] = False
+    defaults: ClassVar[dict[str, Any]] = {
+        "image_head": "linear",
+        "image_hidden": 4096,
+        "text_hidden": 4096,
+        "epochs": 80,
+        "batch_size": 32,
+        "beta": 0.6,
+        "eta": 0.4,
+        "mu": 1.5,
+        "lambda1": 0.1,
+        "lambda2": 0.1,
+        "lr_img": 1e-3,
+        "lr_txt": 1e-2,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "similarity_map": "auto",
+        "alpha_schedule": True,
+    }
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "fast": {"text_hidden": 1024},
+        "tiny": {"epochs": 5, "text_hidden": 64, "image_hidden": 64, "batch_size": 16},
+    }
+
+    @classmethod
+    def dataset_params(cls, dataset: str) -> dict[str, Any]:
+        """Per-dataset overrides of ``defaults`` from the official ``settings.py``.
+
+        MIRFlickr, NUS-WIDE and WIKI have official settings; every other dataset (IAPR,
+        COCO, synthetic, generic) gets the NUS-WIDE values (METHODS.md §7.3). The runner
+        merges the result *below* the preset and the user's overrides:
+        ``defaults ← dataset_params(name) ← preset ← overrides``.
+
+        Args:
+            dataset: canonical dataset registry name (aliases should be resolved first;
+                common spellings such as ``flickr`` are accepted too).
+        """
+        key = str(dataset).lower().replace("-", "").replace("_", "")
+        key = {"flickr": "mirflickr", "mirflickr25k": "mirflickr", "nus": "nuswide", "wikipedia": "wiki"}.get(key, key)
+        return dict(_DATASET_PARAMS.get(key, _NUSWIDE))
+
+    def _check_params(self) -> None:
+        p = self.params
+        if p["image_head"] not in IMAGE_HEADS:
+            raise ConfigError(
+                f"djsrh parameter 'image_head': expected one of {', '.join(IMAGE_HEADS)}, got {p['image_head']!r}"
+            )
+        if p["similarity_map"] not in SIMILARITY_MAPS:
+            raise ConfigError(
+                f"djsrh parameter 'similarity_map': expected one of {', '.join(SIMILARITY_MAPS)}, "
+                f"got {p['similarity_map']!r}"
+            )
+        for key in ("epochs", "batch_size", "text_hidden", "image_hidden"):
+            if int(p[key]) < 1:
+                raise ConfigError(f"djsrh parameter {key!r}: expected a positive integer, got {p[key]!r}")
+
+    def _build(self, d_img: int, d_txt: int) -> tuple[nn.Module, nn.Module]:
+        p = self.params
+        if p["image_head"] == "linear":
+            img: nn.Module = nn.Linear(d_img, self.bits)
+        else:
+            img = nn.Sequential(nn.Linear(d_img, int(p["image_hidden"])), nn.ReLU(inplace=True), nn.Linear(int(p["image_hidden"]), self.bits))
+        txt = nn.Sequential(
+            nn.Linear(d_txt, int(p["text_hidden"])), nn.ReLU(inplace=True), nn.Linear(int(p["text_hidden"]), self.bits)
+        )
+        return img, txt
+
+    def fit(self, view: TrainView, *, seed: int, callback: EpochCallback | None = None) -> None:
+        """Joint SGD on the reconstruction loss; never reads ``view.labels``."""
+        self._check_params()
+        p = self.params
+        device = view.device
+        n = view.n
+        m = min(int(p["batch_size"]), n)
+        epochs = int(p["epochs"])
+        beta, eta, mu = float(p["beta"]), float(p["eta"]), float(p["mu"])
+        lam1, lam2 = float(p["lambda1"]), float(p["lambda2"])
+
+        image = view.image.float()
+        text = view.text.float()
+        self.similarity_maps_ = {
+            "image": resolve_similarity_map(p["similarity_map"], image),
+            "text": resolve_similarity_map(p["similarity_map"], text),
+        }
+        log.info("djsrh similarity maps: %s", self.similarity_maps_)
+
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
+        img_net, txt_net = self._build(image.shape[1], text.shape[1])
+        self.img_net, self.txt_net = img_net.to(device), txt_net.to(device)
+        common = {"momentum": float(p["momentum"]), "weight_decay": float(p["weight_decay"])}
+        opt_img = torch.optim.SGD(self.img_net.parameters(), lr=float(p["lr_img"]), **common)
+        opt_txt = torch.optim.SGD(self.txt_net.parameters(), lr=float(p["lr_txt"]), **common)
+        steps = n // m  # drop_last
+
+        for epoch in range(epochs):
+            alpha = math.sqrt(epoch + 1.0) if p["alpha_schedule"] else 1.0
+            self.img_net.train()
+            self.txt_net.train()
+            totals = torch.zeros(3, device=device)
+            t0 = time.perf_counter()
+            perm = torch.randperm(n, generator=gen).to(device)
+            for k in range(steps):
+                idx = perm[k * m : (k + 1) * m]
+                fi, ft = image[idx], text[idx]
+                with torch.no_grad():
+                    target = mu * djsrh_joint_similarity(
+                        fi, ft, beta, eta, self.similarity_maps_["image"], self.similarity_maps_["text"]
+                    )
+                code_i = torch.tanh(alpha * self.img_net(fi))
+                code_t = torch.tanh(alpha * self.txt_net(ft))
+                loss, cross, li, lt = djsrh_loss(code_i, code_t, target, lam1, lam2)
+                opt_img.zero_grad(set_to_none=True)
+                opt_txt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt_img.step()
+                opt_txt.step()
+                totals += torch.stack([cross.detach(), li.detach(), lt.detach()])
+            _sync(device)
+            cross, li, lt = (totals / max(steps, 1)).tolist()
+            logs = {
+                "loss": cross + lam1 * li + lam2 * lt,
+                "loss_cross": cross,
+                "loss_img": li,
+                "loss_txt": lt,
+                "alpha": alpha,
+                "time_train": time.perf_counter() - t0,
+            }
+            log.debug("djsrh epoch %d: %s", epoch, logs)
+            if callback is not None:
+                callback(epoch, logs)
+        self.alpha_ = alpha if epochs else 1.0
+
+    # ------------------------------------------------------------------ encode
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        """H_I (sign(H) = sign(tanh(αH)))."""
+        self.img_net.eval()
+        return self.img_net(x.float())
+
+    def encode_text(self, x: torch.Tensor) -> torch.Tensor:
+        """H_T (sign(H) = sign(tanh(αH)))."""
+        self.txt_net.eval()
+        return self.txt_net(x.float())

@@ -1,0 +1,52 @@
+"""Label-noise models (PROTOCOL.md §2): ``apply(name, labels, rate, seed, **params)``.
+
+Example:
+    >>> import numpy as np
+    >>> from nrchbench.noise import apply
+    >>> y = (np.random.default_rng(0).random((100, 10)) < 0.3).astype(np.uint8)
+    >>> y[:, 0] = 1; y[:, 1] = 0
+    >>> out = apply("nrch", y, rate=0.2, seed=0)
+    >>> int(out.corrupted.sum()), out.report["frac_samples_corrupted"]
+    (20, 0.2)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nrchbench.noise import models  # noqa: F401  (registers the built-ins)
+from nrchbench.noise.base import NoiseModel, NoisyLabels, SampleNoiseModel
+from nrchbench.registry import NOISE
+
+__all__ = ["NOISE", "NoiseModel", "NoisyLabels", "SampleNoiseModel", "apply", "create_noise"]
+
+
+def create_noise(name: str, **params: Any) -> NoiseModel:
+    """Instantiate the noise model registered as ``name`` (aliases and plugins allowed).
+
+    Raises:
+        RegistryError: unknown name (with the closest matches and the full list).
+    """
+    return NOISE.get(name)(**params)
+
+
+def apply(name: str, labels: Any, rate: float, seed: int, **params: Any) -> NoisyLabels:
+    """Corrupt clean training labels with a named noise model.
+
+    Args:
+        name: registry name (``nrch``, ``symmetric``, ``asymmetric``, ``bitflip`` or a plugin).
+        labels: N×C clean labels in {0,1} (any numeric or bool dtype).
+        rate: in [0, 1]; the fraction of samples corrupted (``unit == "sample"``) or the
+            per-entry probability (``bitflip``: ρ+).
+        seed: non-negative int; the output is a pure function of (labels, rate, seed, params).
+        **params: model parameters (see the model's ``defaults``); unknown names raise.
+
+    Returns:
+        :class:`NoisyLabels` with the noisy labels, the clean mask, the corrupted mask and
+        the realised-noise report.
+
+    Raises:
+        RegistryError: unknown model. DataError: labels not a 2-D 0/1 matrix.
+        ConfigError: rate, seed or parameters invalid, or too few eligible samples.
+    """
+    return create_noise(name, **params).apply(labels, rate, seed)

@@ -1,0 +1,43 @@
+"""pytest-benchmark for ``metrics.evaluate`` (skipped by default; run with ``--benchmark-only``).
+
+Cases as in ``benchmarks/metrics_speed.py``: (a) MIRFlickr scale (2,000 × 18,015, 24 classes,
+64 bits), checked against the NRCH per-query loop on a subset of queries; (b) NUS-WIDE scale
+(2,100 × 188,321, 21 classes, 128 bits).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from nrchbench.metrics import evaluate
+
+_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "metrics_speed.py"
+_spec = importlib.util.spec_from_file_location("metrics_speed", _SCRIPT)
+speed = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(speed)
+
+
+@pytest.fixture(scope="module")
+def mirflickr():
+    return speed.make_data(2000, 18_015, 24, 64, 3.8)
+
+
+@pytest.fixture(scope="module")
+def nuswide():
+    return speed.make_data(2100, 188_321, 21, 128, 2.4, seed=1)
+
+
+def test_bench_mirflickr_scale(benchmark, mirflickr):
+    res = benchmark.pedantic(evaluate, args=mirflickr, rounds=3, iterations=1)
+    q, db, ql, dl = mirflickr
+    sub = evaluate(q[:200], db, ql[:200], dl)["map"]
+    assert sub == pytest.approx(speed.nrch_calc_map_k(q[:200], db, ql[:200], dl), abs=1e-6)
+    assert 0 < res["chance"] < res["map"] <= 1
+
+
+def test_bench_nuswide_scale(benchmark, nuswide):
+    res = benchmark.pedantic(evaluate, args=nuswide, rounds=1, iterations=1)
+    assert res["num_queries"] == 2100 and res["db_size"] == 188_321

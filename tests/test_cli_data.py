@@ -1,0 +1,64 @@
+"""``nrchbench data info`` and ``nrchbench list`` through click's CliRunner."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from nrchbench.cli import main
+from nrchbench.registry import DATASETS, _Entry
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_data_info_wiki(runner, shared_data):
+    res = runner.invoke(main, ["data", "info", "wiki", "--data-root", str(shared_data)])
+    assert res.exit_code == 0, res.output
+    assert "2,173" in res.output and "693" in res.output
+    assert "query 693 · train 2,173 · database 2,173" in res.output
+    assert "0.1084" in res.output  # chance mAP
+
+
+def test_data_info_synthetic_json_and_options(runner):
+    res = runner.invoke(
+        main, ["data", "info", "synthetic", "-o", "n=600", "--split", "random", "--split-seed", "2", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.output)
+    assert info["sizes"] == {"query": 50, "train": 250, "database": 550}
+    assert info["split_rule"] == "random" and info["split_seed"] == 2 and info["multi_label"]
+
+
+def test_data_info_errors_are_one_line(runner, tmp_path):
+    res = runner.invoke(main, ["data", "info", "mirflickr", "--data-root", str(tmp_path)])
+    assert res.exit_code != 0
+    assert "mirflickr25k-iall-vgg.mat" in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    res = runner.invoke(main, ["data", "info", "synthetic", "--split", "nope"])
+    assert res.exit_code != 0 and "unknown split rule 'nope'" in res.output
+    res = runner.invoke(main, ["data", "info", "synthetic", "-o", "oops"])
+    assert res.exit_code != 0 and "key=value" in res.output
+
+
+def test_list_datasets(runner):
+    res = runner.invoke(main, ["list", "datasets"])
+    assert res.exit_code == 0, res.output
+    for name in ("synthetic", "mirflickr", "nuswide", "iapr", "coco", "wiki", "nrch-h5", "generic"):
+        assert name in res.output
+    assert "flickr" in res.output and "wikipedia" in res.output  # aliases column
+
+
+def test_list_all_survives_a_broken_plugin(runner, monkeypatch):
+    ep = md.EntryPoint(name="broken", value="nrchbench_no_such_module:Thing", group="nrchbench.datasets")
+    monkeypatch.setattr(DATASETS, "_broken", {})
+    monkeypatch.setitem(DATASETS._entries, "broken", _Entry("broken", None, ep, "", "entry point of test"))
+    res = runner.invoke(main, ["list"])
+    assert res.exit_code == 0, res.output
+    assert "broken" in res.output and "failed to import" in res.output
+    assert "synthetic" in res.output

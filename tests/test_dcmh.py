@@ -1,0 +1,159 @@
+"""DCMH: each loss term against its formula (naive loops), the code update, end-to-end on a tiny set."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nrchbench.errors import ConfigError
+from nrchbench.methods import create_method
+from nrchbench.methods.base import TrainView
+from nrchbench.methods.dcmh import (
+    DCMH,
+    dcmh_balance,
+    dcmh_nll,
+    dcmh_quantization,
+    dcmh_update_codes,
+    label_similarity,
+    learning_rates,
+)
+
+
+def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_nll_equals_formula() -> None:
+    f, g = _rand(3, 4, seed=1) * 3, _rand(5, 4, seed=2) * 3
+    s = (torch.rand(3, 5, generator=torch.Generator().manual_seed(3)) > 0.5).double()
+    expected = 0.0
+    for i in range(3):
+        for j in range(5):
+            theta = 0.5 * sum(float(f[i, k] * g[j, k]) for k in range(4))
+            expected -= float(s[i, j]) * theta - math.log(1.0 + math.exp(theta))
+    assert float(dcmh_nll(f, g, s)) == pytest.approx(expected, rel=1e-10)
+
+
+def test_nll_is_overflow_safe() -> None:
+    f = torch.full((1, 2), 100.0)
+    g = torch.full((1, 2), 100.0)  # θ = 1e4: log(1+e^θ) overflows without softplus
+    assert float(dcmh_nll(f, g, torch.ones(1, 1))) == pytest.approx(0.0, abs=1e-3)
+    assert float(dcmh_nll(f, g, torch.zeros(1, 1))) == pytest.approx(1e4, rel=1e-6)
+
+
+def test_quantization_equals_formula() -> None:
+    b, f = torch.sign(_rand(3, 4, seed=4)), _rand(3, 4, seed=5)
+    expected = sum(float(b[i, k] - f[i, k]) ** 2 for i in range(3) for k in range(4))
+    assert float(dcmh_quantization(b, f)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_balance_uses_fresh_batch_rows_and_buffer_elsewhere() -> None:
+    buf, f = _rand(6, 4, seed=6), _rand(2, 4, seed=7)
+    index = torch.tensor([4, 1])
+    total = [0.0] * 4
+    for k in range(4):
+        total[k] += float(f[0, k]) + float(f[1, k])
+        for j in range(6):
+            if j not in (1, 4):
+                total[k] += float(buf[j, k])
+    expected = sum(t * t for t in total)
+    assert float(dcmh_balance(f, buf, index)) == pytest.approx(expected, rel=1e-10)
+
+
+def test_code_update_is_sign_of_sum_with_zero_to_plus_one() -> None:
+    f = torch.tensor([[1.0, -2.0, 0.5, 0.0], [-0.25, 3.0, 0.0, -1.0]])
+    g = torch.tensor([[-1.0, 1.0, -1.0, 0.0], [0.25, -4.0, 0.0, 0.5]])
+    b = dcmh_update_codes(f, g)
+    expected = [[1.0, -1.0, -1.0, 1.0], [1.0, -1.0, 1.0, -1.0]]
+    assert b.tolist() == expected
+
+
+def test_label_similarity_shares_at_least_one_label() -> None:
+    a = torch.tensor([[1.0, 0, 0], [0, 0, 0]])
+    b = torch.tensor([[1.0, 1, 0], [0, 1, 1], [0, 0, 0]])
+    assert label_similarity(a, b).tolist() == [[1, 0, 0], [0, 0, 0]]
+
+
+def test_learning_rate_schedules() -> None:
+    lr = 10**-1.5
+    pt = learning_rates("pytorch", lr, 500)
+    assert len(pt) == 500 and pt[0] == pytest.approx(lr)
+    assert np.allclose(pt, np.linspace(lr, 1e-6, 501)[:500])
+    assert learning_rates("tf", lr, 500)[-1] == pytest.approx(1e-6)
+    ml = learning_rates("matlab", lr, 500)
+    assert ml[0] == pytest.approx(lr) and ml[-1] == pytest.approx(1e-3)
+    with pytest.raises(ConfigError):
+        learning_rates("adam", lr, 10)
+
+
+def test_params_and_hook() -> None:
+    assert DCMH.dataset_params("mirflickr") == {}
+    assert create_method("dcmh", bits=16, preset="paper").params["epochs"] == 500
+    with pytest.raises(ConfigError):
+        create_method("dcmh", bits=16, image_head="cnn").fit(_tiny_view(*_synthetic(40, seed=0)[:3]), seed=0)
+
+
+# ------------------------------------------------------------------ end-to-end
+def _synthetic(n: int, seed: int, c: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A small two-modality multi-label set whose features carry the labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((n, c), np.float32)
+    for i in range(n):
+        labels[i, rng.choice(c, rng.integers(1, 3), replace=False)] = 1
+    img = np.maximum(labels @ rng.normal(size=(c, 48)) * 3 + rng.normal(size=(n, 48)), 0)
+    txt = (rng.random((n, 40)) < np.clip(labels @ rng.random((c, 40)) / 3, 0, 0.9)).astype(np.float32)
+    return img.astype(np.float32), txt, labels
+
+
+def _tiny_view(img: np.ndarray, txt: np.ndarray, labels: np.ndarray) -> TrainView:
+    t = torch.from_numpy
+    return TrainView(t(img), t(txt), t(labels), torch.device("cpu"))
+
+
+def _map(qb: np.ndarray, rb: np.ndarray, ql: np.ndarray, rl: np.ndarray) -> float:
+    ham = 0.5 * (qb.shape[1] - qb @ rb.T)
+    rel = ql @ rl.T > 0
+    aps = []
+    for i in range(len(qb)):
+        r = rel[i, np.argsort(ham[i], kind="stable")]
+        pos = np.flatnonzero(r) + 1
+        if len(pos):
+            aps.append(np.mean(np.arange(1, len(pos) + 1) / pos))
+    return float(np.mean(aps))
+
+
+def _codes(x: torch.Tensor) -> np.ndarray:
+    return torch.where(x >= 0, 1.0, -1.0).numpy()
+
+
+def test_end_to_end_tiny_beats_chance_clearly() -> None:
+    img, txt, labels = _synthetic(700, seed=0)
+    q, tr = slice(0, 100), slice(100, None)
+    m = create_method("dcmh", bits=16, preset="tiny")
+    logs: list[dict] = []
+    m.fit(_tiny_view(img[tr], txt[tr], labels[tr]), seed=0, callback=lambda e, lg: logs.append(lg))
+    assert len(logs) == m.num_epochs
+    for key in ("loss", "loss_nll", "loss_quant", "loss_balance", "lr", "time_img", "time_txt", "time_b"):
+        assert all(np.isfinite(lg[key]) for lg in logs), key
+    assert logs[-1]["loss_nll"] < logs[0]["loss_nll"]
+    enc = {mod: {s: m.encode(mod, torch.from_numpy(x[s])) for s in (q, tr)} for mod, x in (("image", img), ("text", txt))}
+    for mod in enc:
+        for s in (q, tr):
+            assert enc[mod][s].shape == (len(labels[s]), 16) and torch.isfinite(enc[mod][s]).all()
+    chance = float(np.mean((labels[q] @ labels[tr].T > 0).mean(1)))
+    i2t = _map(_codes(enc["image"][q]), _codes(enc["text"][tr]), labels[q], labels[tr])
+    t2i = _map(_codes(enc["text"][q]), _codes(enc["image"][tr]), labels[q], labels[tr])
+    assert i2t > chance + 0.15 and t2i > chance + 0.15, (i2t, t2i, chance)
+
+
+def test_fit_is_reproducible_for_a_seed() -> None:
+    img, txt, labels = _synthetic(200, seed=1)
+    outs = []
+    for _ in range(2):
+        m = create_method("dcmh", bits=8, preset="tiny", epochs=2)
+        m.fit(_tiny_view(img, txt, labels), seed=3)
+        outs.append(m.encode("text", torch.from_numpy(txt)))
+    assert torch.equal(outs[0], outs[1])
