@@ -145,9 +145,11 @@ def main() -> None:
             f"{r['mean_run_s']:.2f}",
             f"{r['overhead_per_run_s']:.2f}",
         )
-    console = Console()
+    console = Console(width=120)
     console.print(table)
-    console.print(f"empty Ray task round trip (warm): {roundtrip * 1000:.1f} ms; dataset loads per node: {rows[-1]['dataset_loads']}")
+    console.print(
+        f"empty Ray task round trip (warm): {roundtrip * 1000:.1f} ms; dataset loads per node: {rows[-1]['dataset_loads']}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "ray_roundtrip_s": roundtrip}, indent=2))
 

@@ -130,7 +130,7 @@ def _codes(x: torch.Tensor) -> np.ndarray:
 
 
 def test_end_to_end_tiny_beats_chance_clearly() -> None:
-    img, txt, labels = _synthetic(700, seed=0)
+    img, txt, labels = _synthetic(500, seed=0)
     q, tr = slice(0, 100), slice(100, None)
     m = create_method("dcmh", bits=16, preset="tiny")
     logs: list[dict] = []
@@ -139,13 +139,17 @@ def test_end_to_end_tiny_beats_chance_clearly() -> None:
     for key in ("loss", "loss_nll", "loss_quant", "loss_balance", "lr", "time_img", "time_txt", "time_b"):
         assert all(np.isfinite(lg[key]) for lg in logs), key
     assert logs[-1]["loss_nll"] < logs[0]["loss_nll"]
-    enc = {mod: {s: m.encode(mod, torch.from_numpy(x[s])) for s in (q, tr)} for mod, x in (("image", img), ("text", txt))}
-    for mod in enc:
-        for s in (q, tr):
-            assert enc[mod][s].shape == (len(labels[s]), 16) and torch.isfinite(enc[mod][s]).all()
+    parts = {"q": q, "db": tr}
+    enc = {
+        (mod, k): m.encode(mod, torch.from_numpy(x[s]))
+        for k, s in parts.items()
+        for mod, x in (("image", img), ("text", txt))
+    }
+    for (_, k), out in enc.items():
+        assert out.shape == (len(labels[parts[k]]), 16) and torch.isfinite(out).all()
     chance = float(np.mean((labels[q] @ labels[tr].T > 0).mean(1)))
-    i2t = _map(_codes(enc["image"][q]), _codes(enc["text"][tr]), labels[q], labels[tr])
-    t2i = _map(_codes(enc["text"][q]), _codes(enc["image"][tr]), labels[q], labels[tr])
+    i2t = _map(_codes(enc["image", "q"]), _codes(enc["text", "db"]), labels[q], labels[tr])
+    t2i = _map(_codes(enc["text", "q"]), _codes(enc["image", "db"]), labels[q], labels[tr])
     assert i2t > chance + 0.15 and t2i > chance + 0.15, (i2t, t2i, chance)
 
 
@@ -157,3 +161,13 @@ def test_fit_is_reproducible_for_a_seed() -> None:
         m.fit(_tiny_view(img, txt, labels), seed=3)
         outs.append(m.encode("text", torch.from_numpy(txt)))
     assert torch.equal(outs[0], outs[1])
+
+
+def test_standardize_uses_training_statistics_at_encode_time() -> None:
+    img, txt, labels = _synthetic(120, seed=4)
+    m = create_method("dcmh", bits=8, preset="tiny", epochs=1, standardize=True)
+    m.fit(_tiny_view(img, txt, labels), seed=0)
+    x = torch.from_numpy(img[:5])
+    mean, std = torch.from_numpy(img).mean(0), torch.from_numpy(img).std(0)
+    expected = m.img_net((x - mean) / torch.where(std > 1e-8, std, torch.ones_like(std)))
+    assert torch.allclose(m.encode("image", x), expected, atol=1e-5)

@@ -42,10 +42,7 @@ def _joint_loop(fi: torch.Tensor, ft: torch.Tensor, beta: float, eta: float, map
     si, st = mapped(fi, map_i), mapped(ft, map_t)
     s_tilde = [[beta * si[i][j] + (1 - beta) * st[i][j] for j in range(m)] for i in range(m)]
     return [
-        [
-            (1 - eta) * s_tilde[i][j] + eta * sum(s_tilde[i][k] * s_tilde[j][k] for k in range(m)) / m
-            for j in range(m)
-        ]
+        [(1 - eta) * s_tilde[i][j] + eta * sum(s_tilde[i][k] * s_tilde[j][k] for k in range(m)) / m for j in range(m)]
         for i in range(m)
     ]
 
@@ -55,7 +52,9 @@ def test_joint_similarity_equals_formula(map_i: str, map_t: str) -> None:
     fi = _rand(5, 7, seed=1).abs()
     ft = _rand(5, 3, seed=2)
     got = djsrh_joint_similarity(fi, ft, 0.3, 0.4, map_i, map_t)
-    np.testing.assert_allclose(got.numpy(), np.array(_joint_loop(fi, ft, 0.3, 0.4, map_i, map_t)), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        got.numpy(), np.array(_joint_loop(fi, ft, 0.3, 0.4, map_i, map_t)), rtol=1e-10, atol=1e-12
+    )
     assert torch.allclose(got, got.T)
 
 

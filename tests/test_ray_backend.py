@@ -2,7 +2,9 @@
 
 The cluster is two ``ray start --block`` processes on this machine (one CPU each), each in
 its own session; the tests stop them by killing exactly the processes of those sessions
-(never ``ray stop``, which would stop every Ray on the machine).
+(never ``ray stop``, which would stop every Ray on the machine). The nodes are started with
+``--node-ip-address 127.0.0.1`` and reached at ``127.0.0.1:PORT``; Ray itself advertises
+the machine's own address for them (it rewrites loopback in multi-node mode).
 """
 
 from __future__ import annotations

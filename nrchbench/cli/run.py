@@ -83,11 +83,12 @@ class EpochProgress:
     def __init__(self, console_: Console, description: str, enabled: bool = True) -> None:
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[logs]}"),
             TimeElapsedColumn(),
+            TextColumn("eta"),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[logs]}"),
             console=console_,
             transient=False,
             disable=not enabled,
@@ -108,10 +109,10 @@ class EpochProgress:
         if self.task is None:
             self.task = self.progress.add_task(self.description, total=max(total, 1), logs="")
         shown = []
-        for key in ("loss", "selected_fraction", "sel_precision"):
+        for key, short in (("loss", "loss"), ("selected_fraction", "sel"), ("sel_precision", "prec")):
             v = logs.get(key)
             if isinstance(v, (int, float)):
-                shown.append(f"{key}={v:.4g}")
+                shown.append(f"{short}={v:.3g}")
         self.progress.update(self.task, completed=min(self.count, max(total, 1)), logs=" ".join(shown))
 
 

@@ -27,8 +27,12 @@ Similarity map (``similarity_map``), decided per modality:
 Per-dataset settings (official ``settings.py``) come from :meth:`DJSRH.dataset_params`;
 the ``defaults`` are the NUS-WIDE values, which also serve IAPR, COCO and any other dataset.
 
-Presets: ``paper`` (official values), ``fast`` (text hidden 1024 instead of 4096; same
-epochs, batch and schedule; the text MLP dominates the CPU cost), ``tiny`` (tests).
+Presets: ``paper`` (official values); ``fast``: text hidden 1024 instead of 4096, all else
+official (the text MLP dominates the CPU cost on bag-of-words text; the epochs stay, so the
+per-dataset epochs of :meth:`DJSRH.dataset_params` still apply). Check (64 bits, seed 0,
+H200), mAP I2T/T2I: ``synthetic`` paper 0.467/0.468, fast 0.469/0.472 (40 epochs: 0.454/
+0.452; chance 0.341); ``wiki`` (200 epochs) paper 0.221/0.199, fast 0.192/0.196 (chance
+0.108); the loss changes < 1 % over the last 10 % of epochs in each. ``tiny``: tests.
 """
 
 from __future__ import annotations
@@ -218,7 +222,11 @@ class DJSRH(HashingMethod):
         if p["image_head"] == "linear":
             img: nn.Module = nn.Linear(d_img, self.bits)
         else:
-            img = nn.Sequential(nn.Linear(d_img, int(p["image_hidden"])), nn.ReLU(inplace=True), nn.Linear(int(p["image_hidden"]), self.bits))
+            img = nn.Sequential(
+                nn.Linear(d_img, int(p["image_hidden"])),
+                nn.ReLU(inplace=True),
+                nn.Linear(int(p["image_hidden"]), self.bits),
+            )
         txt = nn.Sequential(
             nn.Linear(d_txt, int(p["text_hidden"])), nn.ReLU(inplace=True), nn.Linear(int(p["text_hidden"]), self.bits)
         )
