@@ -17,7 +17,7 @@ excludes model loading. No download is needed:
 Also prints the single-thread decode+preprocess rate, which bounds the end-to-end rate on
 a GPU machine (multiply by ``--workers``, up to the number of cores).
 
-Figures (see docs/features.md):
+Figures (see the README section on feature extraction):
     tiny CLIP, 256 images 64×64, CPU (2 shared cores): measured, in the report.
     CLIP ViT-B/32 on one A100/H100 in float16: ESTIMATE, not measured. The model alone runs
     at several thousand images/s (≈4.4 GFLOPs per 224² image); the end-to-end rate is

@@ -1,4 +1,4 @@
-"""Small helpers shared by the feature-based methods (seeds, MLP heads, index batches).
+"""Small helpers shared by the feature-based methods (seeds, MLP heads, index batches, checks).
 
 Everything random takes an explicit seed or :class:`torch.Generator`; nothing here reads
 global RNG state, so two fits with the same seed are bit-identical on the same device.
@@ -8,13 +8,31 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["derive_seed", "iter_batches", "mlp", "reset_linear_", "seeded_generator"]
+from nrchbench.errors import ConfigError
+
+__all__ = [
+    "IMAGE_HEADS",
+    "check_choice",
+    "check_positive_ints",
+    "derive_seed",
+    "image_head",
+    "iter_batches",
+    "mlp",
+    "reset_linear_",
+    "seeded_generator",
+    "sync",
+    "two_layer_mlp",
+]
+
+#: Image nets of the baselines: a linear layer on the features, or a two-layer MLP.
+IMAGE_HEADS = ("linear", "mlp")
 
 
 def derive_seed(seed: int, *keys: int | str) -> int:
@@ -84,3 +102,44 @@ def iter_batches(
     order = order.to(device)
     for start in range(0, n, batch_size):
         yield order[start : start + batch_size]
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the queued kernels of ``device`` (a no-op off CUDA), so timings are real."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# --------------------------------------------------------------------------- parameter checks
+def check_choice(method: str, key: str, value: Any, choices: Iterable[str]) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of ``choices``.
+
+    The message reads ``<method> parameter '<key>': expected one of a, b, got 'value'``.
+    """
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(f"{method} parameter {key!r}: expected one of {', '.join(choices)}, got {value!r}")
+
+
+def check_positive_ints(method: str, params: Mapping[str, Any], keys: Iterable[str]) -> None:
+    """Raise :class:`ConfigError` at the first of ``keys`` whose ``int(params[key])`` is < 1."""
+    for key in keys:
+        if int(params[key]) < 1:
+            raise ConfigError(f"{method} parameter {key!r}: expected a positive integer, got {params[key]!r}")
+
+
+# --------------------------------------------------------------------------- default-init nets
+def two_layer_mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
+    """Linear(d_in→hidden)–ReLU–Linear(hidden→d_out) with PyTorch's default init.
+
+    The weights are drawn from the *global* torch RNG at construction (the baselines seed
+    it with ``torch.manual_seed``), unlike :func:`mlp`, which takes a generator.
+    """
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, d_out))
+
+
+def image_head(kind: str, d_img: int, hidden: int, bits: int) -> nn.Module:
+    """The image net of a baseline: ``linear`` = Linear(d_img→bits), else :func:`two_layer_mlp`."""
+    if kind == "linear":
+        return nn.Linear(d_img, bits)
+    return two_layer_mlp(d_img, hidden, bits)

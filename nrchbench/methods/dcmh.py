@@ -64,13 +64,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from nrchbench.errors import ConfigError
+from nrchbench.methods._common import IMAGE_HEADS, check_choice, check_positive_ints, image_head, sync, two_layer_mlp
 from nrchbench.methods.base import EpochCallback, HashingMethod, TrainView
 from nrchbench.registry import METHODS
 
 log = logging.getLogger(__name__)
 
 LR_SCHEDULES = ("pytorch", "matlab", "tf")
-IMAGE_HEADS = ("linear", "mlp")
 
 
 # --------------------------------------------------------------------------- pure terms
@@ -141,10 +141,6 @@ def _init_normal(module: nn.Module, std: float) -> nn.Module:
     return module
 
 
-def _mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, d_out))
-
-
 def _input_stats(x: torch.Tensor, center: bool, standardize: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(shift, scale) of the input preprocessing fitted on the training features."""
     if standardize:
@@ -161,11 +157,6 @@ def _apply_stats(x: torch.Tensor, shift: torch.Tensor | None, scale: torch.Tenso
     if scale is not None:
         x = x / scale
     return x
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # --------------------------------------------------------------------------- method
@@ -231,25 +222,14 @@ class DCMH(HashingMethod):
     # ------------------------------------------------------------------ fit
     def _check_params(self) -> None:
         p = self.params
-        if p["image_head"] not in IMAGE_HEADS:
-            raise ConfigError(
-                f"dcmh parameter 'image_head': expected one of {', '.join(IMAGE_HEADS)}, got {p['image_head']!r}"
-            )
-        if p["lr_schedule"] not in LR_SCHEDULES:
-            raise ConfigError(
-                f"dcmh parameter 'lr_schedule': expected one of {', '.join(LR_SCHEDULES)}, got {p['lr_schedule']!r}"
-            )
-        for key in ("epochs", "batch_size", "text_hidden", "image_hidden"):
-            if int(p[key]) < 1:
-                raise ConfigError(f"dcmh parameter {key!r}: expected a positive integer, got {p[key]!r}")
+        check_choice("dcmh", "image_head", p["image_head"], IMAGE_HEADS)
+        check_choice("dcmh", "lr_schedule", p["lr_schedule"], LR_SCHEDULES)
+        check_positive_ints("dcmh", p, ("epochs", "batch_size", "text_hidden", "image_hidden"))
 
     def _build(self, d_img: int, d_txt: int) -> tuple[nn.Module, nn.Module]:
         p = self.params
-        if p["image_head"] == "linear":
-            img: nn.Module = nn.Linear(d_img, self.bits)
-        else:
-            img = _mlp(d_img, int(p["image_hidden"]), self.bits)
-        txt = _mlp(d_txt, int(p["text_hidden"]), self.bits)
+        img = image_head(p["image_head"], d_img, int(p["image_hidden"]), self.bits)
+        txt = two_layer_mlp(d_txt, int(p["text_hidden"]), self.bits)
         return _init_normal(img, float(p["init_std"])), _init_normal(txt, float(p["text_init_std"]))
 
     def fit(self, view: TrainView, *, seed: int, callback: EpochCallback | None = None) -> None:
@@ -313,13 +293,13 @@ class DCMH(HashingMethod):
 
             t0 = time.perf_counter()
             half_epoch(self.img_net, opt_img, image, f_buf, g_buf, totals)
-            _sync(device)
+            sync(device)
             t1 = time.perf_counter()
             half_epoch(self.txt_net, opt_txt, text, g_buf, f_buf, totals)
-            _sync(device)
+            sync(device)
             t2 = time.perf_counter()
             codes = dcmh_update_codes(f_buf, g_buf)
-            _sync(device)
+            sync(device)
             t3 = time.perf_counter()
 
             nll, quant, bal = (totals / max(2 * steps, 1)).tolist()
