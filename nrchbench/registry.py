@@ -100,8 +100,10 @@ class Registry(Generic[T]):
     def _add(self, key: str, o: Any, description: str | None, aliases: tuple[str, ...]) -> None:
         key = key.lower()
         existing = self._entries.get(key)
-        desc = description if description is not None else _first_line(
-            getattr(o, "description", None) or getattr(o, "__doc__", None)
+        desc = (
+            description
+            if description is not None
+            else _first_line(getattr(o, "description", None) or getattr(o, "__doc__", None))
         )
         if existing is not None:
             if existing.obj is o:
@@ -170,8 +172,7 @@ class Registry(Generic[T]):
             self._broken[entry.name] = msg
             self._entries.pop(entry.name, None)
             warnings.warn(
-                f"{self.kind} plugin {entry.name!r} ({entry.entry_point.value}) failed to import "
-                f"and is skipped: {msg}",
+                f"{self.kind} plugin {entry.name!r} ({entry.entry_point.value}) failed to import and is skipped: {msg}",
                 PluginImportWarning,
                 stacklevel=3,
             )
@@ -207,9 +208,7 @@ class Registry(Generic[T]):
         choices = sorted(set(self._entries) | set(self._aliases))
         close = difflib.get_close_matches(key, choices, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
-        raise RegistryError(
-            f"unknown {self.kind} {name!r}; {hint}available: {', '.join(sorted(self._entries))}"
-        )
+        raise RegistryError(f"unknown {self.kind} {name!r}; {hint}available: {', '.join(sorted(self._entries))}")
 
     def get(self, name: str) -> T:
         """Return the object registered under ``name`` (or an alias of it)."""

@@ -42,7 +42,7 @@ def seed_everything(seed: int) -> None:
     import torch
 
     random.seed(seed)
-    np.random.seed(seed % (2**32))
+    np.random.seed(seed % (2**32))  # noqa: NPY002 - for third-party code that draws from the legacy global state
     torch.manual_seed(seed)
 
 

@@ -3,31 +3,24 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import FAILING, TOY, forget_toy_plugins
 
 from nrchbench.cli import main
 from nrchbench.records import iter_record_paths, read_record, record_problems
-from nrchbench.registry import METHODS
 
-PLUGINS = Path(__file__).resolve().parent / "plugins"
-TOY, FAILING = str(PLUGINS / "toy_methods.py"), str(PLUGINS / "failing_methods.py")
 SMALL = ["-d", "n=600", "-d", "image_dim=64", "-d", "text_dim=200"]
 TINY = ["--bits", "16", "--preset", "tiny", "--device", "cpu", *SMALL]
-TOY_NAMES = ("toy-linear", "toy-unsup", "toy-raise", "toy-nan")
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _forget_plugins():
     """``--plugin`` registers in this process: forget the test plugins after this module."""
     yield
-    for name in TOY_NAMES:
-        METHODS.unregister(name)
-    for mod in ("nrchbench_plugin_toy_methods", "nrchbench_plugin_failing_methods"):
-        sys.modules.pop(mod, None)
+    forget_toy_plugins()
 
 
 def invoke(*args: str):

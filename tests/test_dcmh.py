@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import map_at_all, rand64, sign_codes, synthetic_multilabel
 
 from nrchbench.errors import ConfigError
 from nrchbench.methods import create_method
@@ -22,12 +23,8 @@ from nrchbench.methods.dcmh import (
 )
 
 
-def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
 def test_nll_equals_formula() -> None:
-    f, g = _rand(3, 4, seed=1) * 3, _rand(5, 4, seed=2) * 3
+    f, g = rand64(3, 4, seed=1) * 3, rand64(5, 4, seed=2) * 3
     s = (torch.rand(3, 5, generator=torch.Generator().manual_seed(3)) > 0.5).double()
     expected = 0.0
     for i in range(3):
@@ -45,13 +42,13 @@ def test_nll_is_overflow_safe() -> None:
 
 
 def test_quantization_equals_formula() -> None:
-    b, f = torch.sign(_rand(3, 4, seed=4)), _rand(3, 4, seed=5)
+    b, f = torch.sign(rand64(3, 4, seed=4)), rand64(3, 4, seed=5)
     expected = sum(float(b[i, k] - f[i, k]) ** 2 for i in range(3) for k in range(4))
     assert float(dcmh_quantization(b, f)) == pytest.approx(expected, rel=1e-12)
 
 
 def test_balance_uses_fresh_batch_rows_and_buffer_elsewhere() -> None:
-    buf, f = _rand(6, 4, seed=6), _rand(2, 4, seed=7)
+    buf, f = rand64(6, 4, seed=6), rand64(2, 4, seed=7)
     index = torch.tensor([4, 1])
     total = [0.0] * 4
     for k in range(4):
@@ -93,44 +90,17 @@ def test_params_and_hook() -> None:
     assert DCMH.dataset_params("mirflickr") == {}
     assert create_method("dcmh", bits=16, preset="paper").params["epochs"] == 500
     with pytest.raises(ConfigError):
-        create_method("dcmh", bits=16, image_head="cnn").fit(_tiny_view(*_synthetic(40, seed=0)[:3]), seed=0)
+        create_method("dcmh", bits=16, image_head="cnn").fit(_tiny_view(*synthetic_multilabel(40, seed=0)[:3]), seed=0)
 
 
 # ------------------------------------------------------------------ end-to-end
-def _synthetic(n: int, seed: int, c: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A small two-modality multi-label set whose features carry the labels."""
-    rng = np.random.default_rng(seed)
-    labels = np.zeros((n, c), np.float32)
-    for i in range(n):
-        labels[i, rng.choice(c, rng.integers(1, 3), replace=False)] = 1
-    img = np.maximum(labels @ rng.normal(size=(c, 48)) * 3 + rng.normal(size=(n, 48)), 0)
-    txt = (rng.random((n, 40)) < np.clip(labels @ rng.random((c, 40)) / 3, 0, 0.9)).astype(np.float32)
-    return img.astype(np.float32), txt, labels
-
-
 def _tiny_view(img: np.ndarray, txt: np.ndarray, labels: np.ndarray) -> TrainView:
     t = torch.from_numpy
     return TrainView(t(img), t(txt), t(labels), torch.device("cpu"))
 
 
-def _map(qb: np.ndarray, rb: np.ndarray, ql: np.ndarray, rl: np.ndarray) -> float:
-    ham = 0.5 * (qb.shape[1] - qb @ rb.T)
-    rel = ql @ rl.T > 0
-    aps = []
-    for i in range(len(qb)):
-        r = rel[i, np.argsort(ham[i], kind="stable")]
-        pos = np.flatnonzero(r) + 1
-        if len(pos):
-            aps.append(np.mean(np.arange(1, len(pos) + 1) / pos))
-    return float(np.mean(aps))
-
-
-def _codes(x: torch.Tensor) -> np.ndarray:
-    return torch.where(x >= 0, 1.0, -1.0).numpy()
-
-
 def test_end_to_end_tiny_beats_chance_clearly() -> None:
-    img, txt, labels = _synthetic(500, seed=0)
+    img, txt, labels = synthetic_multilabel(500, seed=0)
     q, tr = slice(0, 100), slice(100, None)
     m = create_method("dcmh", bits=16, preset="tiny")
     logs: list[dict] = []
@@ -148,13 +118,13 @@ def test_end_to_end_tiny_beats_chance_clearly() -> None:
     for (_, k), out in enc.items():
         assert out.shape == (len(labels[parts[k]]), 16) and torch.isfinite(out).all()
     chance = float(np.mean((labels[q] @ labels[tr].T > 0).mean(1)))
-    i2t = _map(_codes(enc["image", "q"]), _codes(enc["text", "db"]), labels[q], labels[tr])
-    t2i = _map(_codes(enc["text", "q"]), _codes(enc["image", "db"]), labels[q], labels[tr])
+    i2t = map_at_all(sign_codes(enc["image", "q"]), sign_codes(enc["text", "db"]), labels[q], labels[tr])
+    t2i = map_at_all(sign_codes(enc["text", "q"]), sign_codes(enc["image", "db"]), labels[q], labels[tr])
     assert i2t > chance + 0.15 and t2i > chance + 0.15, (i2t, t2i, chance)
 
 
 def test_fit_is_reproducible_for_a_seed() -> None:
-    img, txt, labels = _synthetic(200, seed=1)
+    img, txt, labels = synthetic_multilabel(200, seed=1)
     outs = []
     for _ in range(2):
         m = create_method("dcmh", bits=8, preset="tiny", epochs=2)
@@ -164,7 +134,7 @@ def test_fit_is_reproducible_for_a_seed() -> None:
 
 
 def test_standardize_uses_training_statistics_at_encode_time() -> None:
-    img, txt, labels = _synthetic(120, seed=4)
+    img, txt, labels = synthetic_multilabel(120, seed=4)
     m = create_method("dcmh", bits=8, preset="tiny", epochs=1, standardize=True)
     m.fit(_tiny_view(img, txt, labels), seed=0)
     x = torch.from_numpy(img[:5])

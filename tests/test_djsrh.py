@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import map_at_all, rand64, sign_codes, synthetic_multilabel
 
 from nrchbench.errors import ConfigError
 from nrchbench.methods import create_method
@@ -17,10 +18,6 @@ from nrchbench.methods.djsrh import (
     djsrh_loss,
     resolve_similarity_map,
 )
-
-
-def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 def _cos(a: list[float], b: list[float]) -> float:
@@ -49,8 +46,8 @@ def _joint_loop(fi: torch.Tensor, ft: torch.Tensor, beta: float, eta: float, map
 
 @pytest.mark.parametrize(("map_i", "map_t"), [("affine", "affine"), ("affine", "clamp"), ("clamp", "clamp")])
 def test_joint_similarity_equals_formula(map_i: str, map_t: str) -> None:
-    fi = _rand(5, 7, seed=1).abs()
-    ft = _rand(5, 3, seed=2)
+    fi = rand64(5, 7, seed=1).abs()
+    ft = rand64(5, 3, seed=2)
     got = djsrh_joint_similarity(fi, ft, 0.3, 0.4, map_i, map_t)
     np.testing.assert_allclose(
         got.numpy(), np.array(_joint_loop(fi, ft, 0.3, 0.4, map_i, map_t)), rtol=1e-10, atol=1e-12
@@ -60,8 +57,8 @@ def test_joint_similarity_equals_formula(map_i: str, map_t: str) -> None:
 
 def test_loss_equals_formula() -> None:
     m, bits, mu, lam1, lam2 = 4, 6, 1.5, 0.1, 0.3
-    ci, ct = torch.tanh(_rand(m, bits, seed=3)), torch.tanh(_rand(m, bits, seed=4))
-    target = mu * djsrh_joint_similarity(_rand(m, 5, seed=5).abs(), _rand(m, 3, seed=6).abs(), 0.6, 0.4)
+    ci, ct = torch.tanh(rand64(m, bits, seed=3)), torch.tanh(rand64(m, bits, seed=4))
+    target = mu * djsrh_joint_similarity(rand64(m, 5, seed=5).abs(), rand64(m, 3, seed=6).abs(), 0.6, 0.4)
     bi = [[v / math.sqrt(sum(x * x for x in r)) for v in r] for r in ci.tolist()]
     bt = [[v / math.sqrt(sum(x * x for x in r)) for v in r] for r in ct.tolist()]
 
@@ -100,32 +97,6 @@ def test_dataset_params_follow_official_settings() -> None:
 
 
 # ------------------------------------------------------------------ end-to-end
-def _synthetic(n: int, seed: int, c: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    labels = np.zeros((n, c), np.float32)
-    for i in range(n):
-        labels[i, rng.choice(c, rng.integers(1, 3), replace=False)] = 1
-    img = np.maximum(labels @ rng.normal(size=(c, 48)) * 3 + rng.normal(size=(n, 48)), 0)
-    txt = (rng.random((n, 40)) < np.clip(labels @ rng.random((c, 40)) / 3, 0, 0.9)).astype(np.float32)
-    return img.astype(np.float32), txt, labels
-
-
-def _map(qb: np.ndarray, rb: np.ndarray, ql: np.ndarray, rl: np.ndarray) -> float:
-    ham = 0.5 * (qb.shape[1] - qb @ rb.T)
-    rel = ql @ rl.T > 0
-    aps = []
-    for i in range(len(qb)):
-        r = rel[i, np.argsort(ham[i], kind="stable")]
-        pos = np.flatnonzero(r) + 1
-        if len(pos):
-            aps.append(np.mean(np.arange(1, len(pos) + 1) / pos))
-    return float(np.mean(aps))
-
-
-def _codes(x: torch.Tensor) -> np.ndarray:
-    return torch.where(x >= 0, 1.0, -1.0).numpy()
-
-
 def _fit(img: np.ndarray, txt: np.ndarray, labels: np.ndarray, seed: int = 0, **kw) -> tuple[DJSRH, list[dict]]:
     m = create_method("djsrh", bits=16, preset="tiny", **kw)
     logs: list[dict] = []
@@ -135,7 +106,7 @@ def _fit(img: np.ndarray, txt: np.ndarray, labels: np.ndarray, seed: int = 0, **
 
 
 def test_end_to_end_tiny_beats_chance() -> None:
-    img, txt, labels = _synthetic(500, seed=0)
+    img, txt, labels = synthetic_multilabel(500, seed=0)
     q, tr = slice(0, 100), slice(100, None)
     m, logs = _fit(img[tr], txt[tr], np.zeros_like(labels[tr]))
     assert len(logs) == m.num_epochs
@@ -146,17 +117,19 @@ def test_end_to_end_tiny_beats_chance() -> None:
     ri, rt = m.encode("image", torch.from_numpy(img[tr])), m.encode("text", torch.from_numpy(txt[tr]))
     assert qi.shape == (100, 16) and rt.shape == (400, 16)
     chance = float(np.mean((labels[q] @ labels[tr].T > 0).mean(1)))
-    i2t = _map(_codes(qi), _codes(rt), labels[q], labels[tr])
-    t2i = _map(_codes(qt), _codes(ri), labels[q], labels[tr])
+    i2t = map_at_all(sign_codes(qi), sign_codes(rt), labels[q], labels[tr])
+    t2i = map_at_all(sign_codes(qt), sign_codes(ri), labels[q], labels[tr])
     assert i2t > chance + 0.05 and t2i > chance + 0.05, (i2t, t2i, chance)
 
 
 def test_result_does_not_depend_on_labels() -> None:
-    img, txt, labels = _synthetic(120, seed=2)
+    img, txt, labels = synthetic_multilabel(120, seed=2)
     flipped = (np.random.default_rng(0).random(labels.shape) < 0.5).astype(np.float32)
     outs = []
     for lab in (labels, flipped, np.zeros_like(labels)):
         m, _ = _fit(img, txt, lab, seed=7, epochs=2)
-        outs.append((_codes(m.encode("image", torch.from_numpy(img))), _codes(m.encode("text", torch.from_numpy(txt)))))
+        outs.append(
+            (sign_codes(m.encode("image", torch.from_numpy(img))), sign_codes(m.encode("text", torch.from_numpy(txt))))
+        )
     for other in outs[1:]:
         assert np.array_equal(outs[0][0], other[0]) and np.array_equal(outs[0][1], other[1])

@@ -120,15 +120,12 @@ def test_help_works_with_a_broken_plugin(tmp_path):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenplugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[nrchbench.methods]\nbroken = brokenplugin_missing:Broken\n")
     env_path = str(tmp_path)
-    code = (
-        "import sys; sys.path.insert(0, %r); from nrchbench.cli import main; main(['--help'])" % env_path
-    )
+    code = f"import sys; sys.path.insert(0, {env_path!r}); from nrchbench.cli import main; main(['--help'])"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "run" in r.stdout
     code = (
-        "import sys; sys.path.insert(0, %r); from nrchbench.registry import METHODS; print(METHODS.names())"
-        % env_path
+        f"import sys; sys.path.insert(0, {env_path!r}); from nrchbench.registry import METHODS; print(METHODS.names())"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "broken" in r.stdout

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+from conftest import SMALL
 
-from nrchbench.cli.common import import_plugins
 from nrchbench.errors import ConfigError, DataError, RegistryError, RunFailed
 from nrchbench.methods.base import HashingMethod
 from nrchbench.records import (
@@ -26,23 +25,8 @@ from nrchbench.registry import METHODS
 from nrchbench.runner import evaluate_codes_file, loss_histogram, run, run_safe, selection_stats
 from nrchbench.spec import RunSpec, compute_run_id
 
-PLUGINS = Path(__file__).resolve().parent / "plugins"
-TOY, FAILING = str(PLUGINS / "toy_methods.py"), str(PLUGINS / "failing_methods.py")
-SMALL = {"n": 600, "image_dim": 64, "text_dim": 200}  # tiny synthetic set: query 50, train 250, database 550
-
-
-TOY_NAMES = ("toy-linear", "toy-unsup", "toy-raise", "toy-nan")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _plugins():
-    """Register the test plugins for this module only (other modules never see them)."""
-    import_plugins([TOY, FAILING])
-    yield
-    for name in TOY_NAMES:
-        METHODS.unregister(name)
-    for mod in ("nrchbench_plugin_toy_methods", "nrchbench_plugin_failing_methods"):
-        sys.modules.pop(mod, None)
+# The test plugins are registered for this module only (other modules never see them).
+pytestmark = pytest.mark.usefixtures("toy_plugins")
 
 
 def small(method: str = "toy-linear", **kw: Any) -> RunSpec:

@@ -11,32 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import FAILING, SMALL, TOY
 
 from nrchbench.backends import BACKENDS, RAY_HINT, get_backend
-from nrchbench.cli.common import import_plugins
 from nrchbench.errors import ConfigError
 from nrchbench.records import iter_record_paths, load_records, read_record
-from nrchbench.registry import METHODS
 from nrchbench.spec import expand_grid, load_sweep_file, specs_from_config, split_params
 from nrchbench.sweep import run_sweep
 
-PLUGINS = Path(__file__).resolve().parent / "plugins"
-TOY, FAILING = str(PLUGINS / "toy_methods.py"), str(PLUGINS / "failing_methods.py")
-SMALL = {"n": 600, "image_dim": 64, "text_dim": 200}
-
-
-TOY_NAMES = ("toy-linear", "toy-unsup", "toy-raise", "toy-nan")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _plugins():
-    """Register the test plugins for this module only (other modules never see them)."""
-    import_plugins([TOY, FAILING])
-    yield
-    for name in TOY_NAMES:
-        METHODS.unregister(name)
-    for mod in ("nrchbench_plugin_toy_methods", "nrchbench_plugin_failing_methods"):
-        sys.modules.pop(mod, None)
+# The test plugins are registered for this module only (other modules never see them).
+pytestmark = pytest.mark.usefixtures("toy_plugins")
 
 
 def grid(methods: str, noise: str = "0.2,0.8", seeds: str = "0,1", **kw):

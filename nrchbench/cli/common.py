@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: rich console, logging, error handling, plugin import."""
+"""Shared CLI plumbing: rich console, logging, error handling, plugin import, common options."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import importlib
 import importlib.util
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -81,3 +82,50 @@ def import_plugins(plugins: tuple[str, ...] | list[str]) -> None:
                 importlib.import_module(spec)
         except Exception as exc:
             raise NrchbenchError(f"--plugin {spec!r} could not be imported: {type(exc).__name__}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- options
+# Options that ``run`` and ``sweep`` (and ``features extract``) share. Each factory returns a
+# fresh click decorator; where the commands word the help differently it is an argument.
+Decorator = Callable[[Any], Any]
+
+
+def preset_option(help: str | None = None) -> Decorator:
+    """``--preset`` auto|paper|fast|tiny, default auto."""
+    return click.option(
+        "--preset",
+        type=click.Choice(["auto", "paper", "fast", "tiny"]),
+        default="auto",
+        show_default=True,
+        help=help,
+    )
+
+
+def device_option() -> Decorator:
+    """``--device``, default auto."""
+    return click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:<index>.")
+
+
+def data_root_option() -> Decorator:
+    """``--data-root``, default None (then $NRCHBENCH_DATA, else ./datasets)."""
+    return click.option("--data-root", default=None, help="Dataset root (default: $NRCHBENCH_DATA, else ./datasets).")
+
+
+def out_option() -> Decorator:
+    """``--out``: the results directory, default ``results``."""
+    return click.option("--out", default="results", show_default=True, help="Results directory.")
+
+
+def param_option(help: str) -> Decorator:
+    """``-p/--param KEY=VALUE`` (repeatable) into ``params``."""
+    return click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help=help)
+
+
+def plugin_option() -> Decorator:
+    """``--plugin`` (repeatable) into ``plugins``."""
+    return click.option("--plugin", "plugins", multiple=True, help="Module or .py file to import first (repeatable).")
+
+
+def dataset_option_option(help: str) -> Decorator:
+    """``-d/--dataset-option KEY=VALUE`` (repeatable) into ``dataset_options``."""
+    return click.option("-d", "--dataset-option", "dataset_options", multiple=True, metavar="KEY=VALUE", help=help)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from nrchbench.cli.common import UserErrorCommand, console, err_console
+from nrchbench.cli.common import UserErrorCommand, console, device_option, err_console
 
 
 @click.group("features")
@@ -37,7 +37,7 @@ def features() -> None:
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Output dataset directory (data.h5, manifest.json)."
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:<index>.")
+@device_option()
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(min=1), help="Images per model call.")
 @click.option(
     "--dtype",

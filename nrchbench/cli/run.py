@@ -13,7 +13,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from nrchbench.cli.common import UserErrorCommand, console, err_console, import_plugins
+from nrchbench.cli.common import (
+    UserErrorCommand,
+    console,
+    data_root_option,
+    dataset_option_option,
+    device_option,
+    err_console,
+    import_plugins,
+    out_option,
+    param_option,
+    plugin_option,
+    preset_option,
+)
 from nrchbench.errors import ConfigError
 
 DIRECTION_LABELS = (("i2t", "I2T"), ("t2i", "T2I"), ("avg", "avg"))
@@ -123,29 +135,14 @@ class EpochProgress:
 @click.option("--noise-model", default="nrch", show_default=True, help="Noise model (see `nrchbench list noise`).")
 @click.option("--bits", type=int, default=64, show_default=True, help="Code length.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise draw and of training.")
-@click.option(
-    "--preset",
-    type=click.Choice(["auto", "paper", "fast", "tiny"]),
-    default="auto",
-    show_default=True,
-    help="Hyper-parameter preset; auto = paper on CUDA, fast on CPU.",
-)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:<index>.")
+@preset_option("Hyper-parameter preset; auto = paper on CUDA, fast on CPU.")
+@device_option()
 @click.option("--split", default=None, help="Split rule (nrch, random, official); default: the dataset's own.")
-@click.option("--data-root", default=None, help="Dataset root (default: $NRCHBENCH_DATA, else ./datasets).")
-@click.option("--out", default="results", show_default=True, help="Results directory.")
-@click.option(
-    "-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Method hyper-parameter (repeatable)."
-)
-@click.option("--plugin", "plugins", multiple=True, help="Module or .py file to import first (repeatable).")
-@click.option(
-    "-d",
-    "--dataset-option",
-    "dataset_options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Dataset loader option, e.g. -d n=600 for a small synthetic set (repeatable).",
-)
+@data_root_option()
+@out_option()
+@param_option("Method hyper-parameter (repeatable).")
+@plugin_option()
+@dataset_option_option("Dataset loader option, e.g. -d n=600 for a small synthetic set (repeatable).")
 @click.option("--save-codes", is_flag=True, help="Keep the packed codes beside the record (for `evaluate`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON on stdout (and nothing else there).")
 def run(

@@ -11,7 +11,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from nrchbench.cli.common import UserErrorCommand, console, err_console, import_plugins
+from nrchbench.cli.common import (
+    UserErrorCommand,
+    console,
+    data_root_option,
+    dataset_option_option,
+    device_option,
+    err_console,
+    import_plugins,
+    out_option,
+    param_option,
+    plugin_option,
+    preset_option,
+)
 from nrchbench.cli.run import parse_options, parse_params
 
 MAX_ROWS = 60
@@ -32,28 +44,14 @@ def _opt(ctx: click.Context, cfg: dict[str, Any], name: str, value: Any) -> Any:
 @click.option("--noise", default="0.8", show_default=True, help="Comma list of noise rates.")
 @click.option("--seeds", default="0", show_default=True, help="Comma list of seeds.")
 @click.option("--noise-model", default="nrch", show_default=True, help="Noise model.")
-@click.option("--preset", type=click.Choice(["auto", "paper", "fast", "tiny"]), default="auto", show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:<index>.")
+@preset_option()
+@device_option()
 @click.option("--split", default=None, help="Split rule (nrch, random, official); default: each dataset's own.")
-@click.option("--data-root", default=None, help="Dataset root (default: $NRCHBENCH_DATA, else ./datasets).")
-@click.option("--out", default="results", show_default=True, help="Results directory.")
-@click.option(
-    "-p",
-    "--param",
-    "params",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Hyper-parameter for every method that has it, or METHOD.KEY=VALUE for one (repeatable).",
-)
-@click.option("--plugin", "plugins", multiple=True, help="Module or .py file to import first (repeatable).")
-@click.option(
-    "-d",
-    "--dataset-option",
-    "dataset_options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Dataset loader option for every dataset, e.g. -d n=600 (repeatable).",
-)
+@data_root_option()
+@out_option()
+@param_option("Hyper-parameter for every method that has it, or METHOD.KEY=VALUE for one (repeatable).")
+@plugin_option()
+@dataset_option_option("Dataset loader option for every dataset, e.g. -d n=600 (repeatable).")
 @click.option("--save-codes", is_flag=True, help="Keep the packed codes beside each record.")
 @click.option("--config", "config", default=None, type=click.Path(dir_okay=False), help="Sweep file (.toml/.yaml).")
 @click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Parallel runs.")

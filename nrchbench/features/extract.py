@@ -374,6 +374,19 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
+def _describe_tower(ref: ModelRef, model: Any, pooling: str, preprocessing: dict[str, Any]) -> dict[str, Any]:
+    """A tower's manifest entry: the model, where it came from, its pooling and preprocessing."""
+    return {
+        "model": ref.name,
+        "path": ref.location if ref.local else None,
+        "revision": ref.revision,
+        "model_type": getattr(ref.config, "model_type", None),
+        "architecture": type(model).__name__,
+        "pooling": pooling,
+        "preprocessing": preprocessing,
+    }
+
+
 class ImageTower:
     """Images → float32 features (one model call per batch)."""
 
@@ -425,15 +438,7 @@ class ImageTower:
         d = self.processor.to_dict() if hasattr(self.processor, "to_dict") else {}
         summary = {k: _jsonable(d[k]) for k in _PROC_KEYS if k in d}
         summary.setdefault("image_processor_type", type(self.processor).__name__)
-        return {
-            "model": self.ref.name,
-            "path": self.ref.location if self.ref.local else None,
-            "revision": self.ref.revision,
-            "model_type": getattr(self.ref.config, "model_type", None),
-            "architecture": type(self.model).__name__,
-            "pooling": self.pooling,
-            "preprocessing": summary,
-        }
+        return _describe_tower(self.ref, self.model, self.pooling, summary)
 
 
 class TextTower:
@@ -500,20 +505,13 @@ class TextTower:
         return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "model": self.ref.name,
-            "path": self.ref.location if self.ref.local else None,
-            "revision": self.ref.revision,
-            "model_type": getattr(self.ref.config, "model_type", None),
-            "architecture": type(self.model).__name__,
-            "pooling": self.pooling,
-            "preprocessing": {
-                "tokenizer": type(self.tokenizer).__name__,
-                "max_length": self.max_length,
-                "truncation": True,
-                "padding": "max_length" if self.padding == "max_length" else "longest in batch",
-            },
+        preprocessing = {
+            "tokenizer": type(self.tokenizer).__name__,
+            "max_length": self.max_length,
+            "truncation": True,
+            "padding": "max_length" if self.padding == "max_length" else "longest in batch",
         }
+        return _describe_tower(self.ref, self.model, self.pooling, preprocessing)
 
 
 def _torch_dtype(dtype: str | None, device: Any) -> Any:

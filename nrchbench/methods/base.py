@@ -101,17 +101,14 @@ class HashingMethod:
         params = dict(cls.defaults)
         if preset is not None:
             if preset not in cls.presets:
-                raise ConfigError(
-                    f"method {cls.name!r} has no preset {preset!r}; available: {', '.join(cls.presets)}"
-                )
+                raise ConfigError(f"method {cls.name!r} has no preset {preset!r}; available: {', '.join(cls.presets)}")
             params.update(cls.presets[preset])
         for key, value in (overrides or {}).items():
             if key not in cls.defaults:
                 close = difflib.get_close_matches(key, list(cls.defaults), n=3)
                 hint = f" (did you mean {', '.join(close)}?)" if close else ""
                 raise ConfigError(
-                    f"method {cls.name!r} has no parameter {key!r}{hint}; "
-                    f"parameters: {', '.join(sorted(cls.defaults))}"
+                    f"method {cls.name!r} has no parameter {key!r}{hint}; parameters: {', '.join(sorted(cls.defaults))}"
                 )
             params[key] = coerce_like(cls.defaults[key], value, f"{cls.name} parameter {key!r}")
         return params

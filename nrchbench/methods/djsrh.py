@@ -46,14 +46,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nrchbench.errors import ConfigError
+from nrchbench.errors import ConfigError, RegistryError
+from nrchbench.methods._common import IMAGE_HEADS, check_choice, check_positive_ints, image_head, sync, two_layer_mlp
 from nrchbench.methods.base import EpochCallback, HashingMethod, TrainView
-from nrchbench.registry import METHODS
+from nrchbench.registry import DATASETS, METHODS
 
 log = logging.getLogger(__name__)
 
 SIMILARITY_MAPS = ("auto", "affine", "clamp")
-IMAGE_HEADS = ("linear", "mlp")
 
 # Official settings.py values; datasets without one get the NUS-WIDE values (METHODS.md §7.3).
 _NUSWIDE = {"beta": 0.6, "lambda1": 0.1, "lambda2": 0.1, "epochs": 80, "lr_img": 1e-3, "lr_txt": 1e-2}
@@ -128,18 +128,10 @@ def djsrh_loss(
 
 def resolve_similarity_map(choice: str, features: torch.Tensor) -> str:
     """``auto`` → ``affine`` if every feature value is ≥ 0, else ``clamp``; others unchanged."""
-    if choice not in SIMILARITY_MAPS:
-        raise ConfigError(
-            f"djsrh parameter 'similarity_map': expected one of {', '.join(SIMILARITY_MAPS)}, got {choice!r}"
-        )
+    check_choice("djsrh", "similarity_map", choice, SIMILARITY_MAPS)
     if choice != "auto":
         return choice
     return "affine" if bool((features >= 0).all()) else "clamp"
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # --------------------------------------------------------------------------- method
@@ -195,41 +187,25 @@ class DJSRH(HashingMethod):
         ``defaults ← dataset_params(name) ← preset ← overrides``.
 
         Args:
-            dataset: canonical dataset registry name (aliases should be resolved first;
-                common spellings such as ``flickr`` are accepted too).
+            dataset: dataset registry name or alias (``flickr`` → ``mirflickr``, resolved by
+                the dataset registry); an unknown name or a directory gets the NUS-WIDE values.
         """
-        key = str(dataset).lower().replace("-", "").replace("_", "")
-        key = {"flickr": "mirflickr", "mirflickr25k": "mirflickr", "nus": "nuswide", "wikipedia": "wiki"}.get(key, key)
+        try:
+            key = DATASETS.canonical(dataset)
+        except RegistryError:
+            key = str(dataset).lower()
         return dict(_DATASET_PARAMS.get(key, _NUSWIDE))
 
     def _check_params(self) -> None:
         p = self.params
-        if p["image_head"] not in IMAGE_HEADS:
-            raise ConfigError(
-                f"djsrh parameter 'image_head': expected one of {', '.join(IMAGE_HEADS)}, got {p['image_head']!r}"
-            )
-        if p["similarity_map"] not in SIMILARITY_MAPS:
-            raise ConfigError(
-                f"djsrh parameter 'similarity_map': expected one of {', '.join(SIMILARITY_MAPS)}, "
-                f"got {p['similarity_map']!r}"
-            )
-        for key in ("epochs", "batch_size", "text_hidden", "image_hidden"):
-            if int(p[key]) < 1:
-                raise ConfigError(f"djsrh parameter {key!r}: expected a positive integer, got {p[key]!r}")
+        check_choice("djsrh", "image_head", p["image_head"], IMAGE_HEADS)
+        check_choice("djsrh", "similarity_map", p["similarity_map"], SIMILARITY_MAPS)
+        check_positive_ints("djsrh", p, ("epochs", "batch_size", "text_hidden", "image_hidden"))
 
     def _build(self, d_img: int, d_txt: int) -> tuple[nn.Module, nn.Module]:
         p = self.params
-        if p["image_head"] == "linear":
-            img: nn.Module = nn.Linear(d_img, self.bits)
-        else:
-            img = nn.Sequential(
-                nn.Linear(d_img, int(p["image_hidden"])),
-                nn.ReLU(inplace=True),
-                nn.Linear(int(p["image_hidden"]), self.bits),
-            )
-        txt = nn.Sequential(
-            nn.Linear(d_txt, int(p["text_hidden"])), nn.ReLU(inplace=True), nn.Linear(int(p["text_hidden"]), self.bits)
-        )
+        img = image_head(p["image_head"], d_img, int(p["image_hidden"]), self.bits)
+        txt = two_layer_mlp(d_txt, int(p["text_hidden"]), self.bits)
         return img, txt
 
     def fit(self, view: TrainView, *, seed: int, callback: EpochCallback | None = None) -> None:
@@ -283,7 +259,7 @@ class DJSRH(HashingMethod):
                 opt_img.step()
                 opt_txt.step()
                 totals += torch.stack([cross.detach(), li.detach(), lt.detach()])
-            _sync(device)
+            sync(device)
             cross, li, lt = (totals / max(steps, 1)).tolist()
             logs = {
                 "loss": cross + lam1 * li + lam2 * lt,

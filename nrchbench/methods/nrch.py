@@ -40,7 +40,7 @@ from sklearn.mixture import GaussianMixture
 from torch import nn
 
 from nrchbench.errors import ConfigError, RunFailed
-from nrchbench.methods._common import derive_seed, iter_batches, mlp, seeded_generator
+from nrchbench.methods._common import derive_seed, iter_batches, mlp, seeded_generator, sync
 from nrchbench.methods.base import EpochCallback, HashingMethod, TrainView
 from nrchbench.registry import METHODS
 
@@ -246,11 +246,6 @@ class _HashHead(nn.Module):
         return F.normalize(self.fc(x).tanh(), dim=1)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 # ============================================================================ methods
 _DEFAULTS: dict[str, Any] = {
     "hidden": 8192,
@@ -438,7 +433,7 @@ class NRCH(HashingMethod):
                 opt_txt.step()
                 sums += torch.stack([terms[k].detach() for k in keys])
                 batches += 1
-            _sync(device)
+            sync(device)
             logs["time_train"] = time.perf_counter() - t0
 
             if batches:

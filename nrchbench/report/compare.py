@@ -8,7 +8,6 @@ generator, while nrchbench reports the last epoch with seeded noise.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,17 @@ import numpy as np
 import pandas as pd
 
 from nrchbench.errors import ConfigError
-from nrchbench.report.tables import DASH, Leaderboard, _fmt_noise, _latex_escape, _latex_label, _md_escape, leaderboard
+from nrchbench.report.tables import (
+    DASH,
+    Leaderboard,
+    _booktabs,
+    _latex_columns,
+    _latex_escape,
+    _latex_label,
+    _long_csv,
+    _markdown_table,
+    leaderboard,
+)
 
 REFERENCES = {"paper": "nrch_mm24.csv"}
 REFERENCE_COLUMNS = ("dataset", "method", "direction", "noise_model", "noise_rate", "bits", "map")
@@ -127,16 +136,7 @@ class Comparison:
         return to_csv([self], path)
 
     def to_markdown(self) -> str:
-        cells = self.cells()
-        headers = ["method", *(f"{b} bits, η={_fmt_noise(r)}" for b, r in cells.columns)]
-        lines = [f"### {self.title}", "", f"*{self.caption}*", ""]
-        lines.append("| " + " | ".join(headers) + " |")
-        lines.append("|" + "|".join([":---", *(["---:"] * len(cells.columns))]) + "|")
-        for label, row in cells.iterrows():
-            lines.append("| " + " | ".join([_md_escape(str(label)), *row.tolist()]) + " |")
-        lines.append("")
-        lines.extend(f"{note}  " for note in self.notes)
-        return "\n".join(lines).rstrip() + "\n"
+        return _markdown_table(self.title, self.caption, self.cells(), self.notes)
 
     def to_latex(self, label: str | None = None) -> str:
         """A booktabs LaTeX table (pandas Styler), the protocol note in the caption."""
@@ -145,20 +145,10 @@ class Comparison:
         cells.index = pd.Index(
             [_latex_escape(m) + ("\\textsuperscript{\\dag}" if m in b.noise_invariant else "") for m in b.mean.index]
         )
-        cells.columns = pd.MultiIndex.from_tuples(
-            [(f"{bits} bits", _fmt_noise(r)) for bits, r in cells.columns], names=[None, "noise rate"]
-        )
+        cells.columns = _latex_columns(cells.columns)
         caption = " ".join(_latex_escape(t) for t in [self.caption + ".", *self.notes])
         caption = caption.replace(_latex_escape("†"), "\\textsuperscript{\\dag}")
-        return cells.style.to_latex(
-            column_format="l" + "r" * len(cells.columns),
-            hrules=True,
-            multicol_align="c",
-            caption=caption,
-            label=label or _latex_label(b) + "-vs-" + self.reference,
-            position_float="centering",
-            environment="table",
-        )
+        return _booktabs(cells.style, len(cells.columns), caption, label or _latex_label(b) + "-vs-" + self.reference)
 
 
 def compare_with_reference(
@@ -226,14 +216,7 @@ def compare_with_reference(
 
 
 def to_csv(comparisons: Sequence[Comparison], path: str | Path | None = None) -> str:
-    frames = [c.long() for c in comparisons]
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    buf = io.StringIO()
-    df.to_csv(buf, index=False, lineterminator="\n")
-    text = buf.getvalue()
-    if path is not None:
-        Path(path).write_text(text, encoding="utf-8")
-    return text
+    return _long_csv([c.long() for c in comparisons], path)
 
 
 def render(comparisons: Sequence[Comparison], fmt: str) -> str:

@@ -397,16 +397,7 @@ class Leaderboard:
 
     def to_markdown(self) -> str:
         """A Markdown table with a heading, ``**best**``, ``<u>second</u>`` and footnotes."""
-        cells = self.cells("markdown")
-        headers = ["method", *(f"{b} bits, η={_fmt_noise(r)}" for b, r in cells.columns)]
-        lines = [f"### {self.title}", "", f"*{self.caption}*", ""]
-        lines.append("| " + " | ".join(headers) + " |")
-        lines.append("|" + "|".join([":---", *(["---:"] * len(cells.columns))]) + "|")
-        for label, row in cells.iterrows():
-            lines.append("| " + " | ".join([_md_escape(str(label)), *row.tolist()]) + " |")
-        lines.append("")
-        lines.extend(f"{note}  " for note in self.footnotes)
-        return "\n".join(lines).rstrip() + "\n"
+        return _markdown_table(self.title, self.caption, self.cells("markdown"), self.footnotes)
 
     def to_latex(self, label: str | None = None) -> str:
         """A booktabs LaTeX table through :meth:`pandas.io.formats.style.Styler.to_latex`.
@@ -422,9 +413,7 @@ class Leaderboard:
         if self.chance is not None:
             index.append(CHANCE)
         cells.index = pd.Index(index)
-        cells.columns = pd.MultiIndex.from_tuples(
-            [(f"{b} bits", _fmt_noise(r)) for b, r in cells.columns], names=[None, "noise rate"]
-        )
+        cells.columns = _latex_columns(cells.columns)
         props = pd.DataFrame("", index=cells.index, columns=cells.columns)
         for i in range(len(self.mean.index)):
             for j in range(len(self.mean.columns)):
@@ -435,15 +424,39 @@ class Leaderboard:
         styler = cells.style.apply(lambda _df: props, axis=None)
         caption = _latex_escape(self.caption) + ". " + " ".join(_latex_escape(n) for n in self.footnotes)
         caption = caption.replace(_latex_escape(DAGGER), "\\textsuperscript{\\dag}")
-        return styler.to_latex(
-            column_format="l" + "r" * len(cells.columns),
-            hrules=True,
-            multicol_align="c",
-            caption=caption,
-            label=label or _latex_label(self),
-            position_float="centering",
-            environment="table",
-        )
+        return _booktabs(styler, len(cells.columns), caption, label or _latex_label(self))
+
+
+def _markdown_table(title: str, caption: str, cells: pd.DataFrame, notes: Iterable[str]) -> str:
+    """A Markdown table of formatted ``cells`` (columns: (bits, noise rate)) under a heading and
+    an italic caption, the ``notes`` below it (Leaderboard and Comparison exports)."""
+    headers = ["method", *(f"{b} bits, η={_fmt_noise(r)}" for b, r in cells.columns)]
+    lines = [f"### {title}", "", f"*{caption}*", ""]
+    lines.append("| " + " | ".join(headers) + " |")
+    lines.append("|" + "|".join([":---", *(["---:"] * len(cells.columns))]) + "|")
+    for label, row in cells.iterrows():
+        lines.append("| " + " | ".join([_md_escape(str(label)), *row.tolist()]) + " |")
+    lines.append("")
+    lines.extend(f"{note}  " for note in notes)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _latex_columns(columns: Iterable[tuple[Any, Any]]) -> pd.MultiIndex:
+    """The two-level LaTeX header of (bits, noise rate) columns: ``16 bits`` over the rate."""
+    return pd.MultiIndex.from_tuples([(f"{b} bits", _fmt_noise(r)) for b, r in columns], names=[None, "noise rate"])
+
+
+def _booktabs(styler: Any, n_columns: int, caption: str, label: str) -> str:
+    """``styler`` as a centred booktabs ``table`` (a left-aligned label column, ``n_columns`` right-aligned)."""
+    return styler.to_latex(
+        column_format="l" + "r" * n_columns,
+        hrules=True,
+        multicol_align="c",
+        caption=caption,
+        label=label,
+        position_float="centering",
+        environment="table",
+    )
 
 
 def _fmt_noise(r: Any) -> str:
@@ -652,7 +665,11 @@ def _build(g: pd.DataFrame, key: tuple, direction: str, metric: str, higher: boo
 
 def to_csv(boards: Sequence[Leaderboard], path: str | Path | None = None) -> str:
     """All tables in one long CSV (key columns + method, bits, noise_rate, mean, std, n)."""
-    frames = [b.long() for b in boards]
+    return _long_csv([b.long() for b in boards], path)
+
+
+def _long_csv(frames: Sequence[pd.DataFrame], path: str | Path | None = None) -> str:
+    """The long frames stacked into one CSV text (``\\n`` line ends); also written to ``path`` if given."""
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     buf = io.StringIO()
     df.to_csv(buf, index=False, lineterminator="\n")
