@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nrchbench.errors import NrchbenchError, RunFailed
+from nrchbench.errors import ConfigError, DataError, NrchbenchError, RunFailed
 from nrchbench.metrics import evaluate_cross_modal, sign_codes
 from nrchbench.records import SCHEMA_VERSION, codes_path, validate_record, write_record
 from nrchbench.spec import ResolvedSpec, RunSpec, ensure_resolved
@@ -183,6 +183,7 @@ def run(
     save_codes: bool = False,
     out: str | os.PathLike | None = None,
     progress: ProgressFn | None = None,
+    record_input_errors: bool = True,
 ) -> dict[str, Any]:
     """Train and evaluate one spec; return its record (and write it under ``out`` if given).
 
@@ -200,6 +201,10 @@ def run(
 
     Raises:
         ConfigError/RegistryError: the spec does not resolve (nothing is written).
+        DataError/ConfigError: with ``record_input_errors=False``, bad input found while
+            loading or training (a missing dataset file, an invalid parameter value) is raised
+            as is and nothing is written; by default it becomes a failed record like any
+            other failure (what a sweep wants).
         RunFailed: the run raised, diverged or produced invalid outputs; the exception's
             ``record`` attribute holds the failed record (already written under ``out``).
     """
@@ -221,6 +226,8 @@ def run(
     except KeyboardInterrupt:
         raise
     except Exception as exc:
+        if not record_input_errors and isinstance(exc, (DataError, ConfigError)):
+            raise  # bad input (missing file, bad parameter): a one-line error, not a failed run
         log.debug("run %s failed", rs.run_id, exc_info=True)
         record = state.failed_record(one_line(exc))
         if out is not None:

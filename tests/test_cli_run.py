@@ -73,6 +73,18 @@ def test_run_user_errors(tmp_path: Path) -> None:
     assert not iter_record_paths(tmp_path)
 
 
+def test_run_bad_input_is_exit_2_and_writes_nothing(tmp_path: Path) -> None:
+    """A missing dataset file is the user's error: one line, exit 2, no (failed) record."""
+    (tmp_path / "data" / "wiki").mkdir(parents=True)
+    out = tmp_path / "out"
+    res = invoke(
+        "run", "--method", "nrch", "--dataset", "wiki", "--data-root", str(tmp_path / "data"), "--out", str(out)
+    )
+    assert res.exit_code == 2
+    assert "raw_features.mat" in res.output and "Traceback" not in res.output
+    assert not out.exists() or not iter_record_paths(out)
+
+
 def test_evaluate_recomputes_from_saved_codes(tmp_path: Path) -> None:
     out = str(tmp_path)
     res = invoke("run", "--plugin", TOY, "--method", "toy-linear", *TINY, "--out", out, "--json", "--save-codes")

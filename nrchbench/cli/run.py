@@ -192,7 +192,15 @@ def run(
             soft_wrap=True,
         )
     with EpochProgress(out_console, spec.method, enabled=out_console.is_terminal or not as_json) as bar:
-        record = run_safe(spec, data_root=data_root, device=device, save_codes=save_codes, out=out, progress=bar)
+        record = run_safe(
+            spec,
+            data_root=data_root,
+            device=device,
+            save_codes=save_codes,
+            out=out,
+            progress=bar,
+            record_input_errors=False,
+        )
     path = record_path(out, record)
     if as_json:
         click.echo(json.dumps(record, indent=2))
