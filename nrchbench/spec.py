@@ -447,6 +447,8 @@ SWEEP_KEYS = {
     "address",
     "gpus_per_run",
     "cpus_per_run",
+    "max_retries",
+    "run_timeout",
 }
 
 GRID_KEYS = ("methods", "datasets", "bits", "noise", "seeds")

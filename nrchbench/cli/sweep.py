@@ -60,6 +60,15 @@ def _opt(ctx: click.Context, cfg: dict[str, Any], name: str, value: Any) -> Any:
 @click.option("--address", default=None, help="Ray cluster address (--backend ray).")
 @click.option("--gpus-per-run", type=float, default=None, help="GPUs per run (--backend ray).")
 @click.option("--cpus-per-run", type=float, default=None, help="CPUs per run (--backend ray).")
+@click.option(
+    "--max-retries", type=int, default=None, help="Retries of a run whose worker or node died (--backend ray; 2)."
+)
+@click.option(
+    "--run-timeout",
+    type=float,
+    default=None,
+    help="Seconds before a run is cancelled and recorded failed (--backend ray).",
+)
 @click.option("--dry-run", is_flag=True, help="List the runs (and which are done) without running anything.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.pass_context
@@ -94,7 +103,9 @@ def sweep(ctx: click.Context, **opts: Any) -> None:
 
     specs = specs_from_config(merged, device=merged["device"])
     backend_options = {
-        k: merged[k] for k in ("address", "gpus_per_run", "cpus_per_run") if merged.get(k) not in (None, "")
+        k: merged[k]
+        for k in ("address", "gpus_per_run", "cpus_per_run", "max_retries", "run_timeout")
+        if merged.get(k) not in (None, "")
     }
     sw = Sweep(
         specs,
