@@ -25,7 +25,7 @@ from nrchbench.metrics import (
     unpack,
 )
 
-BACKENDS = ["counting", "argsort", "torch"]
+BACKENDS = ["numba", "counting", "argsort", "torch"]
 
 
 # --------------------------------------------------------------------------- naive oracle
@@ -310,6 +310,49 @@ def test_many_classes_use_the_separate_relevance_product():
     want = naive_metrics(q, db, ql, dl, (7,), (7,))
     for key in ("map", "map@7", "precision@7", "chance"):
         assert got[key] == pytest.approx(want[key], abs=1e-12)
+
+
+@pytest.mark.parametrize("classes", [5, 64, 70, 3000])
+@pytest.mark.parametrize("bits", [16, 64, 100, 130])
+def test_backends_agree_on_multi_word_codes_and_labels(bits, classes):
+    """Codes and label sets over several 64-bit words, an odd query count (the compiled kernel
+    walks queries in pairs), cut-offs on and around distance-group boundaries and beyond M."""
+    q, db, ql, dl = random_case(bits + classes, 7, 150, bits, classes=classes, p_label=min(0.3, 4 / classes))
+    db[40:60] = db[0]  # a block of identical codes: one large tie group per query
+    dist = np.array(_naive_dist_rel(q[:1], db, ql[:1], dl)[0][0])
+    boundary = int((dist <= np.sort(dist)[30]).sum())  # rank where query 0's group ends
+    topk = (1, boundary, boundary + 1, 150, 400)
+    pk = (boundary - 1, boundary, 149, 1000)
+    ref = evaluate(q, db, ql, dl, topk=topk, precision_k=pk, backend="counting")
+    want = naive_metrics(q, db, ql, dl, topk, pk)
+    for backend in ("numba", "argsort", "torch"):
+        got = evaluate(q, db, ql, dl, topk=topk, precision_k=pk, backend=backend, chunk_size=3)
+        assert got.keys() == ref.keys()
+        for key, value in ref.items():
+            if isinstance(value, float):
+                assert got[key] == pytest.approx(value, abs=1e-12), (backend, key)
+                if key in want:
+                    assert value == pytest.approx(want[key], abs=1e-12), key
+            else:
+                assert got[key] == value, (backend, key)
+
+
+def test_numba_results_do_not_depend_on_chunks_or_threads():
+    q, db, ql, dl = random_case(21, 13, 300, 32, classes=6)
+    ref = evaluate(q, db, ql, dl, backend="numba", chunk_size=1, num_threads=1)
+    for chunk, threads in [(2, 2), (5, 3), (13, 1), (None, None)]:
+        assert evaluate(q, db, ql, dl, backend="numba", chunk_size=chunk, num_threads=threads) == ref
+
+
+def test_without_numba_auto_falls_back_to_the_numpy_path(monkeypatch):
+    from nrchbench.metrics import ranking
+
+    q, db, ql, dl = random_case(22, 6, 50, 16)
+    ref = evaluate(q, db, ql, dl, backend="counting")
+    monkeypatch.setattr(ranking, "_numba_kernel", False)  # as if numba failed to import
+    assert evaluate(q, db, ql, dl) == ref
+    with pytest.raises(ConfigError, match="numba"):
+        evaluate(q, db, ql, dl, backend="numba")
 
 
 def test_bad_inputs_say_what_is_wrong():

@@ -39,32 +39,45 @@
 Relevance: a query and a database item are relevant iff their label vectors share at least
 one positive entry (ℓ_qᵀ ℓ_r > 0). Hamming distance d = (L − b_qᵀ b_r) / 2.
 
-Algorithm. Distances are integers in 0..L, so nothing is sorted by comparison. For a chunk of
-queries, one float32 matrix product gives the distances (and, when exact, the label overlaps in
-the same product: the query side carries −2K × labels, so the float32 result is
-``K·overlap + query × (L+1) + distance``, exact below 2^24); on the CPU a **stable counting sort** of every query row by distance (one
-C pass, ``scipy``'s COO→CSR kernel, with keys ``query × (L+1) + distance``) yields each row's
-relevance flags in tie-broken rank order and the per-distance counts n_d in the same pass. The
-positions of the relevant items then give ``map``, ``map@k``, ``precision@k``, and the
-per-distance relevant counts r_d; ``map_tie`` and ``pr_curve`` are closed forms over the L+1
-counts. Chunks run on a small thread pool (the kernels release the GIL). On a torch device
-(CUDA), ``torch.sort(stable=True)`` replaces the counting sort.
+Algorithm. Distances are integers in 0..L, so nothing needs a comparison sort. With ties ranked
+by ascending database index, item j's 1-based rank is K_j = C_<(d_j) + #{i ≤ j : d_i = d_j}
+(C_<: items at smaller distances), and the relevant items ranked up to it number
+P_j = R_<(d_j) + #{relevant i ≤ j : d_i = d_j}; AP·R = Σ over relevant j of P_j / K_j.
 
-Memory. Besides the inputs, ``evaluate`` holds the query and database codes and labels as
-float32 ((Q + M) × (L + C) × 4 bytes), O(M) float64 vectors (ranks, harmonic numbers) and, per
-worker thread, chunk buffers of ``chunk_size × M × 10`` bytes with the default CPU backend (30
-with ``argsort``, about 48 per pair with ``torch``). By default ``chunk_size`` is chosen so that
-all workers' chunk buffers together stay within ``memory_budget`` (256 MiB on the CPU, 1 GiB on
-a torch accelerator), with at least one query per chunk. Across chunks only per-query vectors
-of length L + 1 are kept; no query × database matrix of the whole set is ever built, so a
-10⁶-item database works. Example: NUS-WIDE scale (2,100 × 188,321, 128 bits, 21 classes) on
-two threads holds 112 MB of float32 database + 2 × 128 MiB of buffers.
+* ``backend="numba"`` (the CPU default; :mod:`nrchbench.metrics._kernels`): per query, pass 1
+  computes distances by popcount of XOR-ed 64-bit words, relevance by AND of label bit masks,
+  and the per-distance counts n_d, r_d; pass 2 walks the database in index order with one
+  running counter per distance, which yields K_j and P_j without sorting. The kernel is
+  compiled once (cached on disk) and releases the GIL; a thread pool runs query chunks.
+* ``backend="counting"`` (CPU, numpy/scipy only; the fallback when numba is missing): per chunk
+  of queries, popcount distances and label-mask relevance (a float32 label product beyond 64
+  classes), then a **stable counting sort** of every row by distance (scipy's COO→CSR kernel,
+  keys ``query × (L+1) + distance``) yields the relevance flags in rank order and n_d; the
+  positions of the relevant items give ``map``, ``map@k``, ``precision@k`` and r_d.
+* ``backend="argsort"``: as ``counting`` with numpy's stable argsort.
+* ``backend="torch"`` (CUDA and other torch devices): matmul distances,
+  ``torch.sort(stable=True)``, dense cumulative sums.
+
+All backends give the same numbers (to float64 rounding of the sums). ``map_tie`` and
+``pr_curve`` are closed forms over the L+1 counts n_d, r_d.
+
+Memory. Besides the inputs, ``evaluate`` holds O(M) float64 vectors (1/k, harmonic numbers) and
+per-query vectors of length L + 1 (no query × database matrix of the whole set is ever built,
+so a 10⁶-item database works). ``numba`` holds the packed codes and label masks
+((Q + M) × 8 × (⌈L/64⌉ + ⌈C/64⌉) bytes) and 6 × M bytes of scratch per thread, and ignores
+``memory_budget``. ``counting`` holds ``chunk_size × M × 60`` bytes per worker thread (78 with
+``argsort``, about 48 with ``torch``); by default ``chunk_size`` keeps all workers' chunk
+buffers within ``memory_budget`` (256 MiB on the CPU, 1 GiB on a torch accelerator) and each
+worker's within 16 MiB, with at least one query per chunk. Example: NUS-WIDE scale (2,100 ×
+188,321, 128 bits, 21 classes) peaks at +26 MiB with ``numba`` (benchmarks/metrics_speed.py).
 """
 
 from __future__ import annotations
 
 import difflib
+import logging
 import math
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -74,7 +87,7 @@ import numpy as np
 import torch
 
 from nrchbench.errors import ConfigError, RegistryError
-from nrchbench.metrics.codes import sign_codes, unpack
+from nrchbench.metrics.codes import pack, sign_codes, unpack
 
 __all__ = ["METRICS", "MetricInfo", "evaluate", "evaluate_cross_modal", "metric_info", "tie_aware_ap"]
 
@@ -96,13 +109,35 @@ def _load_counting_sort():
 
 
 _coo_tocsr = _load_counting_sort()
+log = logging.getLogger(__name__)
+_numba_kernel: Any = None  # nrchbench.metrics._kernels.rank_queries once imported; False if unavailable
+
+
+def _load_numba_kernel():
+    """The compiled ranking kernel, or None when numba cannot be imported (then ``auto`` uses the
+    numpy counting sort: the same numbers, slower)."""
+    global _numba_kernel
+    if _numba_kernel is None:
+        try:
+            from nrchbench.metrics._kernels import rank_queries
+
+            _numba_kernel = rank_queries
+        except Exception as exc:  # pragma: no cover - numba is a dependency; this guards broken installs
+            log.warning("numba kernel unavailable (%s); evaluation uses the slower numpy path", exc)
+            _numba_kernel = False
+    return _numba_kernel or None
+
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20  # CPU
 DEFAULT_MEMORY_BUDGET_ACCELERATOR = 2**30  # CUDA and other torch devices
-_CPU_BYTES_PER_PAIR = 10  # float32 product (reused as the kernel's scratch) + int32 keys + 2 × bool
-_ARGSORT_BYTES_PER_PAIR = 30  # + uint16 distances, int64 order, intp bincount keys
+# Chunk bytes per (query, database item): uint64 XOR words, 2 distance bytes, int32 keys, int32
+# kernel scratch, 2 flags, the reducer's 2 float64 + int64 positions, and (shared by the workers,
+# counted per worker to stay conservative) the float64 1/(k+1) and 1, 2, 3, … tables.
+_CPU_BYTES_PER_PAIR = 60
+_ARGSORT_BYTES_PER_PAIR = 78  # + int64 order, sorted flags, intp bincount keys
 _TORCH_BYTES_PER_PAIR = 48  # float32 product, int16 distances, sorted values, int64 order, cumsums, float64 terms
 _INT32_MAX = 2**31 - 1
+_CHUNK_CACHE_BYTES = 16 * 2**20  # per worker: default chunks of a few dozen queries (fewer, larger numpy calls)
 
 
 # --------------------------------------------------------------------------- metric metadata
@@ -195,14 +230,17 @@ def tie_aware_ap(n: np.ndarray, r: np.ndarray, harmonic: np.ndarray | None = Non
         harmonic = _harmonic_table(int(n.sum(axis=-1).max(initial=0)))
     big_n = np.cumsum(n, axis=-1) - n
     big_r = np.cumsum(r, axis=-1) - r
+    total = r.sum(axis=-1)
+    # Only groups with a relevant item contribute: evaluate the closed form on those alone.
+    row = np.broadcast_to(np.arange(total.size).reshape((*total.shape, 1)), n.shape)
+    hit = r > 0
+    n, r, big_n, big_r, row = n[hit], r[hit], big_n[hit], big_r[hit], row[hit]
     ld = np.longdouble
     dh = harmonic[big_n + n] - harmonic[big_n]
-    nz = np.maximum(n, 1).astype(ld)
-    slope = (r - 1).clip(min=0).astype(ld) / np.maximum(n - 1, 1).astype(ld)
-    contrib = (r.astype(ld) / nz) * ((big_r + 1).astype(ld) * dh + slope * (n.astype(ld) - (big_n + 1).astype(ld) * dh))
-    total = r.sum(axis=-1)
-    s = np.where(r > 0, contrib, 0).sum(axis=-1).astype(np.float64)
-    return np.divide(s, total, out=np.zeros_like(s), where=total > 0)
+    slope = (r - 1).astype(ld) / np.maximum(n - 1, 1)
+    contrib = (r.astype(ld) / n) * ((big_r + 1) * dh + slope * (n - (big_n + 1) * dh))
+    s = np.bincount(row, weights=contrib.astype(np.float64), minlength=total.size).reshape(total.shape)
+    return np.divide(s, total, out=np.zeros(total.shape), where=total > 0)
 
 
 # --------------------------------------------------------------------------- input handling
@@ -312,116 +350,215 @@ class _Acc:
         self.cut_cnt = np.zeros((q, n_cut), dtype=np.int64)
 
 
-def _reduce_sorted_rows(
-    rel_sorted: np.ndarray, n: np.ndarray, start: int, acc: _Acc, cuts: np.ndarray, ar: np.ndarray, inv: np.ndarray
-) -> None:
-    """Per-query sums from relevance flags in rank order (numpy rows) and distance counts.
+class _ChunkReducer:
+    """Per-query sums from relevance flags in rank order, a whole chunk per call.
 
-    ``ar`` is 1, 2, …, M and ``inv`` is 1/1, 1/2, …, 1/M (float64), shared by all chunks.
+    A few large numpy calls per chunk, no per-row Python loop: in a thread pool, many short
+    calls convoy on the GIL. For the chunk's flags (qc × M, rank order) P = the flat positions
+    i·M + k of the relevant items (ascending), t_g = 1/(k_g + 1) for the g-th of them, and row
+    i owns P[f_i:e_i]. Its AP·R = Σ_m m / p_m = Σ_{g∈[f_i,e_i)} (g + 1 − f_i) t_g, one segment
+    sum (``np.add.reduceat``, in rank order: the same numbers whatever the chunking). One
+    ``searchsorted`` of P gives every row's relevant counts before each distance-group end and
+    each top-k cut-off.
     """
-    qc, bins = n.shape
-    ends = np.cumsum(n, axis=1)
-    acc.n[start : start + qc] = n
-    n_top = acc.top_sum.shape[1]
-    for i in range(qc):
-        p = np.flatnonzero(rel_sorted[i])  # 0-based ranks of the relevant items, ascending
-        if p.size == 0:
-            continue
-        t = inv[p]
-        t *= ar[: p.size]  # k / p_k (elementwise + sum: BLAS dot spins threads, slow on a busy machine)
-        below = np.searchsorted(p, np.concatenate((ends[i], cuts)))  # relevant items ranked before each bound
-        q = start + i
-        acc.r[q, 0] = below[0]
-        acc.r[q, 1:] = np.diff(below[:bins])
-        acc.ap[q] = t.sum()
-        acc.cut_cnt[q] = below[bins:]
-        for j in range(n_top):
-            acc.top_sum[q, j] = t[: below[bins + j]].sum()
+
+    def __init__(self, qc_max: int, m: int, acc: _Acc, cuts: np.ndarray, inv_tiled: np.ndarray, ar: np.ndarray):
+        self.m, self.acc, self.cuts = m, acc, cuts
+        self.inv_tiled, self.ar = inv_tiled, ar  # shared, read-only: 1/(k+1) per flat position; 1, 2, 3, …
+        self.t = np.empty(qc_max * m + 1, dtype=np.float64)
+        self.u = np.empty(qc_max * m + 1, dtype=np.float64)
+
+    def __call__(self, rel_sorted: np.ndarray, n: np.ndarray, start: int) -> None:
+        acc, m, cuts = self.acc, self.m, self.cuts
+        qc, bins = n.shape
+        n_top = acc.top_sum.shape[1]
+        p = np.flatnonzero(rel_sorted)
+        n_p = p.size
+        base = np.arange(qc, dtype=np.int64) * m
+        bnd = np.empty((qc, 1 + bins + len(cuts)), dtype=np.int64)
+        bnd[:, 0] = 0
+        np.cumsum(n, axis=1, out=bnd[:, 1 : 1 + bins])
+        bnd[:, 1 + bins :] = cuts
+        bnd += base[:, None]
+        pos = np.searchsorted(p, bnd.ravel()).reshape(bnd.shape)
+        first = pos[:, 0]
+        below = pos[:, 1:] - first[:, None]  # relevant items ranked before each bound
+        t, u = self.t[:n_p], self.u[: n_p + 1]
+        np.take(self.inv_tiled, p, out=t, mode="clip")
+        # m (1-based rank among the row's relevant items) = g + 1 − f_i, exact in float64
+        np.subtract(self.ar[:n_p], np.repeat(first.astype(np.float64), pos[:, bins] - first), out=u[:n_p])
+        u[:n_p] *= t
+        u[n_p] = 0.0  # sentinel: every segment start is a valid index
+        idx = np.empty(2 * qc, dtype=np.intp)
+        idx[0::2] = first
+        for j, end in enumerate([pos[:, bins]] + [pos[:, 1 + bins + c] for c in range(n_top)]):
+            idx[1::2] = end
+            seg = np.add.reduceat(u, idx)[0::2]
+            seg[end == first] = 0.0  # reduceat returns the element at an empty segment's start
+            if j == 0:
+                acc.ap[start : start + qc] = seg
+            else:
+                acc.top_sum[start : start + qc, j - 1] = seg
+        acc.n[start : start + qc] = n
+        acc.r[start : start + qc, 0] = below[:, 0]
+        acc.r[start : start + qc, 1:] = np.diff(below[:, :bins], axis=1)
+        acc.cut_cnt[start : start + qc] = below[:, bins:]
 
 
 def _chunk_plan(q: int, m: int, bytes_per_pair: int, chunk_size: int | None, budget: int, workers: int) -> int:
     if chunk_size is None:
-        chunk_size = max(1, budget // (bytes_per_pair * m * max(workers, 1)))
+        # Small chunks keep one worker's buffers in its core's cache; the budget caps all workers.
+        chunk_size = min(_CHUNK_CACHE_BYTES, budget // max(workers, 1)) // (bytes_per_pair * m)
     return int(max(1, min(chunk_size, q, _INT32_MAX // m)))
 
 
+def _label_masks(ql: Any, dl: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """Label sets as bit masks in the smallest unsigned type (None beyond 64 classes)."""
+    c = ql.shape[1]
+    if c > 64:
+        return None
+    dtype = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if np.dtype(t).itemsize * 8 >= c)
+    return tuple(
+        np.packbits(np.pad(_np(x) > 0, ((0, 0), (0, np.dtype(dtype).itemsize * 8 - c))), axis=1, bitorder="little")
+        .view(dtype)
+        .ravel()
+        for x in (ql, dl)
+    )
+
+
 def _run_cpu(qb, db, ql, dl, acc, cuts, chunk_size, budget, workers, use_counting):
-    """CPU: one matmul per chunk, stable counting sort per row, numpy reductions; threads over chunks."""
+    """CPU: popcount distances and label-mask relevance per chunk, a stable counting sort of
+    every row by distance, numpy reductions; a thread pool over chunks (the kernels release the
+    GIL). Beyond 64 classes, relevance comes from a float32 label product instead."""
     nq, bits = qb.shape
-    m, c = db.shape[0], ql.shape[1]
+    m = db.shape[0]
     bins = bits + 1
     workers = max(1, min(workers, nq))
     per_pair = _CPU_BYTES_PER_PAIR if use_counting else _ARGSORT_BYTES_PER_PAIR
     qc_max = _chunk_plan(nq, m, per_pair, chunk_size, budget, workers)
-    workers = max(1, min(workers, -(-nq // qc_max)))
-    key_span = 1 << max(0, (qc_max * bins - 1).bit_length())  # power of two ≥ every sort key
-    # One product gives distance keys and label overlaps when float32 stays exact (< 2^24).
-    combined = bits + 2 * key_span * c < 2**24
-    width = bits + c if combined else bits
-    a_np = np.empty((nq, width), dtype=np.float32)
-    b_np = np.empty((m, width), dtype=np.float32)
-    _fill_codes(a_np[:, :bits], qb)
-    _fill_codes(b_np[:, :bits], db)
-    if combined:
-        _fill_labels(a_np[:, bits:], ql, -2.0 * key_span)
-        _fill_labels(b_np[:, bits:], dl)
+    qc_max = min(qc_max, _INT32_MAX // bins)
+    n_chunks = -(-nq // qc_max)
+    workers = max(1, min(workers, n_chunks))
+    qw = pack(qb)
+    dw_t = np.ascontiguousarray(pack(db).T)  # (words, M): one contiguous row per word
+    n_words = qw.shape[1]
+    d_type = np.uint8 if bits < 256 else np.uint16
+    masks = _label_masks(ql, dl)
+    if masks is None:
+        ql_t = torch.from_numpy(np.ascontiguousarray(_np(ql) > 0, dtype=np.float32))
+        dl_t = torch.from_numpy(np.ascontiguousarray((_np(dl) > 0).T, dtype=np.float32))
     else:
-        ql_np, dl_np = np.empty((nq, c), dtype=np.float32), np.empty((m, c), dtype=np.float32)
-        _fill_labels(ql_np, ql)
-        _fill_labels(dl_np, dl)
-        ql, dl_t = torch.from_numpy(ql_np), torch.from_numpy(dl_np).T
-    a_all, b_t = torch.from_numpy(a_np), torch.from_numpy(b_np).T
-    off = (torch.arange(qc_max, dtype=torch.float32) * bins + bits / 2).unsqueeze(1)
-    ar = np.arange(1, m + 1, dtype=np.float64)
-    inv = 1.0 / ar
+        qm, dm = masks
+    row_off = (np.arange(qc_max, dtype=np.int32) * bins)[:, None]
+    inv_tiled = np.tile(1.0 / np.arange(1, m + 1, dtype=np.float64), qc_max)
+    ar = np.arange(1, qc_max * m + 1, dtype=np.float64)
     zeros = np.zeros(qc_max * m, dtype=np.int32)  # the kernel's column array; never written, never paged in
-    starts = list(range(0, nq, qc_max))
+    chunks = iter(range(0, nq, qc_max))
+    lock = threading.Lock()
 
-    def work(my_starts: list[int]) -> None:
-        sbuf = np.empty(qc_max * m, dtype=np.float32)  # the product, then the kernel's unused column output
+    def work() -> None:
+        xbuf = np.empty(qc_max * m, dtype=np.uint64)  # XOR words, then the label-mask AND
+        dist = np.empty(qc_max * m, dtype=d_type)
+        dtmp = np.empty(qc_max * m, dtype=d_type) if n_words > 1 else None
         keys = np.empty(qc_max * m, dtype=np.int32)
+        scratch = np.empty(qc_max * m, dtype=np.int32)  # the kernel's (unused) column output
         rel = np.empty(qc_max * m, dtype=np.bool_)
         rel_sorted = np.empty(qc_max * m, dtype=np.bool_)
         ptr = np.empty(qc_max * bins + 1, dtype=np.int32)
-        for s in my_starts:
+        reduce = _ChunkReducer(qc_max, m, acc, cuts, inv_tiled, ar)
+        while True:
+            with lock:  # dynamic scheduling: no worker idles while chunks remain
+                s = next(chunks, None)
+            if s is None:
+                return
             qc = min(qc_max, nq - s)
             nnz = qc * m
-            s_t = torch.from_numpy(sbuf[:nnz]).view(qc, m)
-            torch.addmm(off[:qc], a_all[s : s + qc], b_t, alpha=-0.5, out=s_t)
-            # Elementwise work in numpy: single-threaded (the pool gives the parallelism).
-            np.copyto(keys[:nnz], sbuf[:nnz], casting="unsafe")  # exact integers: offset + d (+ K·overlap)
-            if combined:
-                np.greater_equal(keys[:nnz], key_span, out=rel[:nnz])
-                np.bitwise_and(keys[:nnz], key_span - 1, out=keys[:nnz])
+            x = xbuf[:nnz].reshape(qc, m)
+            d = dist[:nnz].reshape(qc, m)
+            for w in range(n_words):
+                np.bitwise_xor(qw[s : s + qc, w, None], dw_t[w], out=x)
+                if w == 0:
+                    np.bitwise_count(x, out=d)
+                else:
+                    np.bitwise_count(x, out=dtmp[:nnz].reshape(qc, m))
+                    d += dtmp[:nnz].reshape(qc, m)
+            k2 = keys[:nnz].reshape(qc, m)
+            np.add(d, row_off[:qc], out=k2)  # query × (L + 1) + distance
+            r2 = rel[:nnz].reshape(qc, m)
+            if masks is None:
+                prod = scratch[:nnz].view(np.float32).reshape(qc, m)
+                torch.mm(ql_t[s : s + qc], dl_t, out=torch.from_numpy(prod))
+                np.greater(prod, 0, out=r2)
             else:
-                torch.mm(ql[s : s + qc], dl_t, out=s_t)
-                np.greater(sbuf[:nnz], 0, out=rel[:nnz])
+                both = xbuf[:nnz].view(np.uint8)[: nnz * dm.itemsize].view(dm.dtype).reshape(qc, m)
+                np.bitwise_and(qm[s : s + qc, None], dm, out=both)
+                np.not_equal(both, 0, out=r2)
             if use_counting:
                 _coo_tocsr(qc * bins, m, nnz, keys[:nnz], zeros[:nnz], rel[:nnz], ptr[: qc * bins + 1],
-                           sbuf.view(np.int32)[:nnz], rel_sorted[:nnz])  # fmt: skip
+                           scratch[:nnz], rel_sorted[:nnz])  # fmt: skip
                 n = np.diff(ptr[: qc * bins + 1]).reshape(qc, bins)
                 rows = rel_sorted[:nnz].reshape(qc, m)
             else:
-                k2 = keys[:nnz].reshape(qc, m)
                 n = np.bincount(keys[:nnz], minlength=qc * bins).reshape(qc, bins)
-                d = (k2 - (np.arange(qc, dtype=np.int32) * bins)[:, None]).astype(np.uint16)
                 order = np.argsort(d, axis=1, kind="stable")
-                rows = np.take_along_axis(rel[:nnz].reshape(qc, m), order, axis=1)
-            _reduce_sorted_rows(rows, n, s, acc, cuts, ar, inv)
+                rows = np.take_along_axis(r2, order, axis=1)
+            reduce(rows, n, s)
 
     if workers == 1:
-        work(starts)
+        work()
         return
-    # The pool is the parallelism: one intra-op thread per matmul avoids oversubscribing the
-    # cores with OpenMP teams that spin while the other workers need them (restored after).
+    # The pool is the parallelism: one intra-op thread per product (beyond 64 classes) avoids
+    # oversubscribing the cores with OpenMP teams (restored after).
     intra = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nrch-eval") as ex:
-            for f in [ex.submit(work, starts[w::workers]) for w in range(workers)]:
+            for f in [ex.submit(work) for _ in range(workers)]:
                 f.result()
     finally:
         torch.set_num_threads(intra)
+
+
+def _label_words(x: Any) -> np.ndarray:
+    """Label sets (positive entries) as packed uint64 bit masks, one row per item."""
+    return pack(np.where(_np(x) > 0, np.int8(1), np.int8(-1)))
+
+
+def _run_numba(qb, db, ql, dl, acc, cuts, n_top, chunk_size, workers) -> None:
+    """CPU, compiled: two linear passes per query (see :mod:`nrchbench.metrics._kernels`), a thread
+    pool over query chunks (the kernel releases the GIL). Memory: packed codes and label masks
+    plus 6 bytes × M of scratch per thread."""
+    kernel = _load_numba_kernel()
+    nq, bits = qb.shape
+    m = db.shape[0]
+    qw = np.ascontiguousarray(pack(qb))
+    dw_t = np.ascontiguousarray(pack(db).T)
+    qm = np.ascontiguousarray(_label_words(ql))
+    dm_t = np.ascontiguousarray(_label_words(dl).T)
+    inv = 1.0 / np.arange(1, m + 1, dtype=np.float64)
+    cuts = np.ascontiguousarray(cuts, dtype=np.int64)
+    workers = max(1, min(workers, nq))
+    qc = chunk_size or max(1, min(64, -(-nq // (8 * workers))))
+    chunks = iter(range(0, nq, qc))
+    lock = threading.Lock()
+
+    def work() -> None:
+        dbuf = np.empty((2, m), dtype=np.uint16)
+        rbuf = np.empty((2, m), dtype=np.uint8)
+        while True:
+            with lock:
+                s = next(chunks, None)
+            if s is None:
+                return
+            kernel(qw, dw_t, qm, dm_t, s, min(nq, s + qc), bits, inv, cuts, n_top,
+                   acc.n, acc.r, acc.ap, acc.top_sum, acc.cut_cnt, dbuf, rbuf)  # fmt: skip
+
+    if workers == 1:
+        work()
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nrch-eval") as ex:
+        for f in [ex.submit(work) for _ in range(workers)]:
+            f.result()
 
 
 def _run_torch(qb, db, ql, dl, acc, cuts, n_top, chunk_size, budget, device):
@@ -488,17 +625,22 @@ def evaluate(
         topk: the k of each ``map@<k>`` key.
         precision_k: the k of each ``precision@<k>`` key.
         pr_curve: include the Hamming-radius precision–recall curve.
-        chunk_size: queries per chunk; default from ``memory_budget``.
+        chunk_size: queries per chunk (a unit of work for one thread); default from
+            ``memory_budget`` (``counting``, ``argsort``, ``torch``) or about Q / (8 × threads), at
+            most 64 (``numba``).
         device: ``None`` (CUDA if the code tensors live there, else CPU), ``"cpu"``, ``"cuda"``,
             ``"auto"``.
         bits: code length for packed inputs.
-        backend: ``"auto"``; ``"counting"`` (CPU counting sort), ``"argsort"`` (CPU, numpy stable
-            argsort) or ``"torch"`` (any device; ``torch.sort(stable=True)``). All give the same
-            numbers; the choice only changes speed.
+        backend: ``"auto"`` (``"numba"`` on the CPU when numba imports, else ``"counting"``;
+            ``"torch"`` on other devices); ``"numba"`` (CPU, compiled two-pass kernel),
+            ``"counting"`` (CPU counting sort), ``"argsort"`` (CPU, numpy stable argsort) or
+            ``"torch"`` (any device; ``torch.sort(stable=True)``). All give the same numbers;
+            the choice only changes speed.
         num_threads: CPU worker threads (default: ``torch.get_num_threads()``, at most 8). With
-            more than one, torch's intra-op threads are set to 1 during the call and restored.
+            more than one on the ``counting``/``argsort`` backends, torch's intra-op threads are
+            set to 1 during the call and restored.
         memory_budget: bytes for all chunk buffers together (default 256 MiB on the CPU, 1 GiB
-            on a torch accelerator).
+            on a torch accelerator); the ``numba`` backend needs O(M) per thread and ignores it.
 
     Returns:
         dict of JSON numbers and lists.
@@ -533,18 +675,31 @@ def evaluate(
     if memory_budget is None:
         memory_budget = DEFAULT_MEMORY_BUDGET if dev.type == "cpu" else DEFAULT_MEMORY_BUDGET_ACCELERATOR
     if backend == "auto":
-        backend = "torch" if dev.type != "cpu" else ("counting" if _coo_tocsr is not None else "argsort")
-    if backend in ("counting", "argsort"):
+        if dev.type != "cpu":
+            backend = "torch"
+        elif nbits < 2**16 and _load_numba_kernel() is not None:
+            backend = "numba"
+        else:
+            backend = "counting" if _coo_tocsr is not None else "argsort"
+    workers = num_threads if num_threads is not None else min(torch.get_num_threads(), 8)
+    if backend == "numba":
+        if dev.type != "cpu":
+            raise ConfigError(f"backend='numba' runs on the CPU only; use backend='torch' for device {dev}")
+        if _load_numba_kernel() is None:
+            raise ConfigError("backend='numba' needs numba (pip install numba); use backend='counting'")
+        if nbits >= 2**16:
+            raise ConfigError(f"backend='numba' handles codes of fewer than 65,536 bits, got {nbits}")
+        _run_numba(qb, db, ql, dl, acc, cuts, len(topk), chunk_size, workers)
+    elif backend in ("counting", "argsort"):
         if dev.type != "cpu":
             raise ConfigError(f"backend={backend!r} runs on the CPU only; use backend='torch' for device {dev}")
         if backend == "counting" and _coo_tocsr is None:
             raise ConfigError("backend='counting' needs scipy's sparsetools; use backend='argsort'")
-        workers = num_threads if num_threads is not None else min(torch.get_num_threads(), 8)
         _run_cpu(qb, db, ql, dl, acc, cuts, chunk_size, memory_budget, workers, backend == "counting")
     elif backend == "torch":
         _run_torch(qb, db, ql, dl, acc, cuts, len(topk), chunk_size, memory_budget, dev)
     else:
-        raise ConfigError(f"backend={backend!r}: expected auto, counting, argsort or torch")
+        raise ConfigError(f"backend={backend!r}: expected auto, numba, counting, argsort or torch")
     return _finalize(acc, nbits, m, topk, precision_k, pr_curve)
 
 

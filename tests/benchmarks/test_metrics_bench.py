@@ -30,8 +30,10 @@ def nuswide():
     return speed.make_data(2100, 188_321, 21, 128, 2.4, seed=1)
 
 
-def test_bench_mirflickr_scale(benchmark, mirflickr):
-    res = benchmark.pedantic(evaluate, args=mirflickr, rounds=3, iterations=1)
+@pytest.mark.parametrize("backend", ["numba", "counting"])
+def test_bench_mirflickr_scale(benchmark, mirflickr, backend):
+    evaluate(*(x[:10] for x in mirflickr), backend=backend)  # compile / load the kernel first
+    res = benchmark.pedantic(evaluate, args=mirflickr, kwargs={"backend": backend}, rounds=3, iterations=1)
     q, db, ql, dl = mirflickr
     sub = evaluate(q[:200], db, ql[:200], dl)["map"]
     assert sub == pytest.approx(speed.nrch_calc_map_k(q[:200], db, ql[:200], dl), abs=1e-6)
