@@ -367,6 +367,8 @@ def test_bad_inputs_say_what_is_wrong():
         evaluate(q, db, ql[:2], dl)
     with pytest.raises(ConfigError, match="backend"):
         evaluate(q, db, ql, dl, backend="magic")
+    with pytest.raises(ConfigError, match="0 bits"):
+        evaluate(q[:, :0], db[:, :0], ql, dl)
 
 
 def test_metric_metadata():

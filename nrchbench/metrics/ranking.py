@@ -524,6 +524,10 @@ def _label_words(x: Any) -> np.ndarray:
     return pack(np.where(_np(x) > 0, np.int8(1), np.int8(-1)))
 
 
+def _at_least_one_word(w: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(w if w.shape[1] else np.zeros((w.shape[0], 1), dtype=np.uint64))
+
+
 def _run_numba(qb, db, ql, dl, acc, cuts, n_top, chunk_size, workers) -> None:
     """CPU, compiled: two linear passes per query (see :mod:`nrchbench.metrics._kernels`), a thread
     pool over query chunks (the kernel releases the GIL). Memory: packed codes and label masks
@@ -531,10 +535,9 @@ def _run_numba(qb, db, ql, dl, acc, cuts, n_top, chunk_size, workers) -> None:
     kernel = _load_numba_kernel()
     nq, bits = qb.shape
     m = db.shape[0]
-    qw = np.ascontiguousarray(pack(qb))
-    dw_t = np.ascontiguousarray(pack(db).T)
-    qm = np.ascontiguousarray(_label_words(ql))
-    dm_t = np.ascontiguousarray(_label_words(dl).T)
+    # at least one word each (zero words: distance 0 / never relevant), as the kernel reads word 0
+    qw, dw, qm, dm = (_at_least_one_word(w) for w in (pack(qb), pack(db), _label_words(ql), _label_words(dl)))
+    dw_t, dm_t = np.ascontiguousarray(dw.T), np.ascontiguousarray(dm.T)
     inv = 1.0 / np.arange(1, m + 1, dtype=np.float64)
     cuts = np.ascontiguousarray(cuts, dtype=np.int64)
     workers = max(1, min(workers, nq))
@@ -665,6 +668,8 @@ def evaluate(
     m = db.shape[0]
     if nq == 0 or m == 0:
         raise ConfigError(f"evaluate: need at least one query and one database item (got {nq} and {m})")
+    if nbits == 0:
+        raise ConfigError("query_codes and db_codes have 0 bits: expected codes of length L ≥ 1")
     topk = tuple(int(k) for k in topk)
     precision_k = tuple(int(k) for k in precision_k)
     if any(k < 1 for k in topk + precision_k):
