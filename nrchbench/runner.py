@@ -117,6 +117,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "device": str(device),
         "device_name": device_name,
+        "torch_threads": torch.get_num_threads(),  # CPU training results depend on it
         "git_revision": git_revision(),
         "hostname": socket.gethostname(),
         "platform": platform.platform(),

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
+import torch
 from conftest import SMALL
 
 from nrchbench.errors import ConfigError, DataError, RegistryError, RunFailed
@@ -148,6 +149,7 @@ def test_run_writes_a_valid_record_with_codes(tmp_path: Path) -> None:
     assert sum(hist["clean"]) == 50 and hist["gmm"]["weights"] == [0.6, 0.4]
     assert set(rec["timing"]) >= {"load", "noise", "fit", "encode", "evaluate", "total"}
     assert rec["env"]["torch"] and rec["env"]["device"] == "cpu"
+    assert rec["env"]["torch_threads"] == torch.get_num_threads()
     _numbers_are_numbers(rec)
     json.dumps(rec, allow_nan=False)
 
