@@ -19,43 +19,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _data import load_parts
 from rich.console import Console
 from rich.table import Table
 
-import nrchbench.methods.dcmh
-import nrchbench.methods.djsrh  # noqa: F401  (registers the methods without an installed package)
 from nrchbench.methods import TrainView, create_method, get_method_class
-
-
-def load_parts(name: str, data_root: str | None) -> dict[str, tuple[np.ndarray, ...]] | None:
-    """{split: (image, text, clean labels)}, or None if the data is absent."""
-    try:
-        from nrchbench.datasets import load_dataset
-
-        ds = load_dataset(name, data_root=data_root)
-        return {s: ds.part(s) for s in ("train", "query", "database")}
-    except Exception as exc:  # the loader may be missing or the files absent
-        if name != "wiki" or not data_root:
-            print(f"[skip] {name}: {exc}")
-            return None
-    d = Path(data_root) / "wiki"
-    if not (d / "raw_features.mat").is_file():
-        print(f"[skip] wiki: {d / 'raw_features.mat'} not found")
-        return None
-    from scipy.io import loadmat
-
-    m = loadmat(d / "raw_features.mat")
-    parts = {}
-    for split, suffix, lst in (("train", "tr", "trainset"), ("query", "te", "testset")):
-        lines = (d / f"{lst}_txt_img_cat.list").read_text().splitlines()
-        cats = np.array([int(line.split()[-1]) - 1 for line in lines if line.strip()])
-        parts[split] = (m[f"I_{suffix}"].astype(np.float32), m[f"T_{suffix}"].astype(np.float32), np.eye(10)[cats])
-    parts["database"] = parts["train"]
-    return parts
 
 
 def _tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:

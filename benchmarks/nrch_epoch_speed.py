@@ -21,47 +21,14 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _data import load_parts
 from rich.console import Console
 from rich.table import Table
 
-import nrchbench.methods.nrch  # registers the methods even without an installed package
 from nrchbench.methods import TrainView, create_method
-
-try:  # the same for the data and noise plugins used here (entry points need an installed package)
-    import nrchbench.datasets.synthetic
-    import nrchbench.datasets.wiki
-    import nrchbench.noise.models  # noqa: F401
-except ImportError:
-    pass
-
-
-def load_parts(name: str, data_root: str | None) -> dict[str, tuple[np.ndarray, ...]] | None:
-    """{split: (image, text, clean labels)} for train (and query/database when the loader
-    exists), or None if the data is absent."""
-    try:
-        from nrchbench.datasets import load_dataset
-
-        ds = load_dataset(name, data_root=data_root)
-        return {s: ds.part(s) for s in ("train", "query", "database")}
-    except Exception as exc:  # the loader may be missing or the files absent
-        if name != "wiki" or not data_root:
-            print(f"[skip] {name}: {exc}")
-            return None
-    mat = Path(data_root) / "wiki" / "raw_features.mat"
-    lst = Path(data_root) / "wiki" / "trainset_txt_img_cat.list"
-    if not mat.is_file() or not lst.is_file():
-        print(f"[skip] wiki: {mat} not found")
-        return None
-    from scipy.io import loadmat
-
-    m = loadmat(mat)
-    cats = np.array([int(line.split()[-1]) - 1 for line in lst.read_text().splitlines() if line.strip()])
-    y = np.eye(10, dtype=np.uint8)[cats]
-    return {"train": (m["I_tr"].astype(np.float32), m["T_tr"].astype(np.float32), y)}
 
 
 def noisy(labels: np.ndarray, rate: float, seed: int) -> np.ndarray:
