@@ -407,7 +407,7 @@ class _ChunkReducer:
 
 def _chunk_plan(q: int, m: int, bytes_per_pair: int, chunk_size: int | None, budget: int, workers: int) -> int:
     if chunk_size is None:
-        # Small chunks keep one worker's buffers in its core's cache; the budget caps all workers.
+        # At most _CHUNK_CACHE_BYTES of buffers per worker; the budget caps all workers together.
         chunk_size = min(_CHUNK_CACHE_BYTES, budget // max(workers, 1)) // (bytes_per_pair * m)
     return int(max(1, min(chunk_size, q, _INT32_MAX // m)))
 
@@ -418,12 +418,44 @@ def _label_masks(ql: Any, dl: Any) -> tuple[np.ndarray, np.ndarray] | None:
     if c > 64:
         return None
     dtype = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if np.dtype(t).itemsize * 8 >= c)
-    return tuple(
-        np.packbits(np.pad(_np(x) > 0, ((0, 0), (0, np.dtype(dtype).itemsize * 8 - c))), axis=1, bitorder="little")
-        .view(dtype)
-        .ravel()
-        for x in (ql, dl)
-    )
+    return tuple(_label_words(x)[:, 0].astype(dtype) for x in (ql, dl))
+
+
+def _label_words(x: Any) -> np.ndarray:
+    """Label sets (positive entries) as packed uint64 bit masks, one row per item."""
+    return pack(np.where(_np(x) > 0, np.int8(1), np.int8(-1)))
+
+
+def _for_each_chunk(nq: int, qc: int, workers: int, make_step: Any, one_torch_thread: bool = False) -> None:
+    """Call ``step(start)`` for every chunk of ``qc`` queries on ``workers`` threads, each with its
+    own ``step = make_step()`` (its scratch buffers). Chunks are handed out one at a time, so no
+    thread idles while chunks remain. ``one_torch_thread``: torch's intra-op threads are set to 1
+    during the call (the pool is the parallelism; OpenMP teams would oversubscribe the cores)."""
+    chunks = iter(range(0, nq, qc))
+    lock = threading.Lock()
+
+    def work() -> None:
+        step = make_step()
+        while True:
+            with lock:
+                s = next(chunks, None)
+            if s is None:
+                return
+            step(s)
+
+    workers = max(1, min(workers, -(-nq // qc)))
+    if workers == 1:
+        work()
+        return
+    intra = torch.get_num_threads()
+    if one_torch_thread:
+        torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nrch-eval") as ex:
+            for f in [ex.submit(work) for _ in range(workers)]:
+                f.result()
+    finally:
+        torch.set_num_threads(intra)
 
 
 def _run_cpu(qb, db, ql, dl, acc, cuts, chunk_size, budget, workers, use_counting):
@@ -437,8 +469,6 @@ def _run_cpu(qb, db, ql, dl, acc, cuts, chunk_size, budget, workers, use_countin
     per_pair = _CPU_BYTES_PER_PAIR if use_counting else _ARGSORT_BYTES_PER_PAIR
     qc_max = _chunk_plan(nq, m, per_pair, chunk_size, budget, workers)
     qc_max = min(qc_max, _INT32_MAX // bins)
-    n_chunks = -(-nq // qc_max)
-    workers = max(1, min(workers, n_chunks))
     qw = pack(qb)
     dw_t = np.ascontiguousarray(pack(db).T)  # (words, M): one contiguous row per word
     n_words = qw.shape[1]
@@ -453,10 +483,8 @@ def _run_cpu(qb, db, ql, dl, acc, cuts, chunk_size, budget, workers, use_countin
     inv_tiled = np.tile(1.0 / np.arange(1, m + 1, dtype=np.float64), qc_max)
     ar = np.arange(1, qc_max * m + 1, dtype=np.float64)
     zeros = np.zeros(qc_max * m, dtype=np.int32)  # the kernel's column array; never written, never paged in
-    chunks = iter(range(0, nq, qc_max))
-    lock = threading.Lock()
 
-    def work() -> None:
+    def make_step():
         xbuf = np.empty(qc_max * m, dtype=np.uint64)  # XOR words, then the label-mask AND
         dist = np.empty(qc_max * m, dtype=d_type)
         dtmp = np.empty(qc_max * m, dtype=d_type) if n_words > 1 else None
@@ -466,11 +494,8 @@ def _run_cpu(qb, db, ql, dl, acc, cuts, chunk_size, budget, workers, use_countin
         rel_sorted = np.empty(qc_max * m, dtype=np.bool_)
         ptr = np.empty(qc_max * bins + 1, dtype=np.int32)
         reduce = _ChunkReducer(qc_max, m, acc, cuts, inv_tiled, ar)
-        while True:
-            with lock:  # dynamic scheduling: no worker idles while chunks remain
-                s = next(chunks, None)
-            if s is None:
-                return
+
+        def step(s: int) -> None:
             qc = min(qc_max, nq - s)
             nnz = qc * m
             x = xbuf[:nnz].reshape(qc, m)
@@ -504,24 +529,9 @@ def _run_cpu(qb, db, ql, dl, acc, cuts, chunk_size, budget, workers, use_countin
                 rows = np.take_along_axis(r2, order, axis=1)
             reduce(rows, n, s)
 
-    if workers == 1:
-        work()
-        return
-    # The pool is the parallelism: one intra-op thread per product (beyond 64 classes) avoids
-    # oversubscribing the cores with OpenMP teams (restored after).
-    intra = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nrch-eval") as ex:
-            for f in [ex.submit(work) for _ in range(workers)]:
-                f.result()
-    finally:
-        torch.set_num_threads(intra)
+        return step
 
-
-def _label_words(x: Any) -> np.ndarray:
-    """Label sets (positive entries) as packed uint64 bit masks, one row per item."""
-    return pack(np.where(_np(x) > 0, np.int8(1), np.int8(-1)))
+    _for_each_chunk(nq, qc_max, workers, make_step, one_torch_thread=True)
 
 
 def _at_least_one_word(w: np.ndarray) -> np.ndarray:
@@ -540,28 +550,19 @@ def _run_numba(qb, db, ql, dl, acc, cuts, n_top, chunk_size, workers) -> None:
     dw_t, dm_t = np.ascontiguousarray(dw.T), np.ascontiguousarray(dm.T)
     inv = 1.0 / np.arange(1, m + 1, dtype=np.float64)
     cuts = np.ascontiguousarray(cuts, dtype=np.int64)
-    workers = max(1, min(workers, nq))
-    qc = chunk_size or max(1, min(64, -(-nq // (8 * workers))))
-    chunks = iter(range(0, nq, qc))
-    lock = threading.Lock()
+    qc = chunk_size or max(1, min(64, -(-nq // (8 * max(workers, 1)))))
 
-    def work() -> None:
+    def make_step():
         dbuf = np.empty((2, m), dtype=np.uint16)
         rbuf = np.empty((2, m), dtype=np.uint8)
-        while True:
-            with lock:
-                s = next(chunks, None)
-            if s is None:
-                return
+
+        def step(s: int) -> None:
             kernel(qw, dw_t, qm, dm_t, s, min(nq, s + qc), bits, inv, cuts, n_top,
                    acc.n, acc.r, acc.ap, acc.top_sum, acc.cut_cnt, dbuf, rbuf)  # fmt: skip
 
-    if workers == 1:
-        work()
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nrch-eval") as ex:
-        for f in [ex.submit(work) for _ in range(workers)]:
-            f.result()
+        return step
+
+    _for_each_chunk(nq, qc, workers, make_step)
 
 
 def _run_torch(qb, db, ql, dl, acc, cuts, n_top, chunk_size, budget, device):
