@@ -33,8 +33,12 @@ class _TripleMat(DatasetLoader):
     label_var = "LAll"
     image_nonnegative = True
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.files = (cls.image_file, cls.label_file, cls.text_file)
+
     def read(self, directory: Path) -> RawData:
-        paths = require_files(self, directory, [self.image_file, self.label_file, self.text_file])
+        paths = require_files(self, directory)
         labels = read_matrix(paths[self.label_file], self.label_var, kind="labels")
         text = read_matrix(paths[self.text_file], self.text_var)
         image = read_matrix(paths[self.image_file], self.image_var)
@@ -66,7 +70,6 @@ class MIRFlickr(_TripleMat):
     image_file = "mirflickr25k-iall-vgg.mat"
     label_file = "mirflickr25k-lall.mat"
     text_file = "mirflickr25k-yall.mat"
-    files = (image_file, label_file, text_file)
     download_hint = _UCCH_HINT
     split_sizes = (2000, 10000)
     image_dim = 4096
@@ -89,7 +92,6 @@ class NUSWIDE(_TripleMat):
     image_file = "nus-wide-tc21-xall-vgg-clean.mat"
     label_file = "nus-wide-tc21-lall-clean.mat"
     text_file = "nus-wide-tc21-yall-clean.mat"
-    files = (image_file, label_file, text_file)
     download_hint = _UCCH_HINT
     split_sizes = (2100, 10500)
     image_dim = 4096
