@@ -288,3 +288,4 @@ DATASETS: Registry[Any] = Registry(
 )
 NOISE: Registry[Any] = Registry("noise model", "nrchbench.noise")
 METHODS: Registry[Any] = Registry("method", "nrchbench.methods")
+STRATEGIES: Registry[Any] = Registry("strategy", "nrchbench.strategies")

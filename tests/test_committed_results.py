@@ -25,8 +25,19 @@ def test_wiki_leaderboard_numbers_unchanged(metric: str) -> None:
     committed = pd.read_csv(RESULTS / "wiki" / f"leaderboard_{metric}.csv")
     res = CliRunner().invoke(
         main,
-        ["table", "--results", str(RESULTS / "wiki"), "--dataset", "wiki", "--direction", "all",
-         "--metric", metric, "--format", "csv"],
+        [
+            "table",
+            "--results",
+            str(RESULTS / "wiki"),
+            "--dataset",
+            "wiki",
+            "--direction",
+            "all",
+            "--metric",
+            metric,
+            "--format",
+            "csv",
+        ],
     )
     assert res.exit_code == 0, res.output
     now = pd.read_csv(io.StringIO(res.output))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -34,11 +33,10 @@ def _value(method: str, bits: int, rate: float | None, seed: int, direction: str
 
 
 def _run_id(spec: dict) -> str:
-    try:  # the runner's hash, so the records also pass nrchbench.records validation
-        from nrchbench.spec import compute_run_id
-    except ImportError:
-        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-    return compute_run_id(spec)
+    """The runner's hash of the (schema-1) identity, so the records pass validation."""
+    from nrchbench.spec import IDENTITY_FIELDS, compute_run_id
+
+    return compute_run_id({k: spec[k] for k in IDENTITY_FIELDS})
 
 
 def make_record(

@@ -25,32 +25,13 @@ from nrchbench.cli.common import (
     param_option,
     plugin_option,
     preset_option,
+    spec_options,
+    spec_options_values,
 )
 from nrchbench.errors import ConfigError
+from nrchbench.params import parse_key_values
 
 DIRECTION_LABELS = (("i2t", "I2T"), ("t2i", "T2I"), ("avg", "avg"))
-
-
-def parse_params(items: tuple[str, ...] | list[str], what: str = "--param") -> dict[str, str]:
-    """``key=value`` strings → dict (values stay strings; the method coerces them)."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = str(item).partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{what} {item!r}: expected key=value, e.g. -p epochs=5")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def parse_options(items: tuple[str, ...] | list[str], what: str = "--dataset-option") -> dict[str, Any]:
-    """``key=value`` strings → dict with values read as JSON where possible (``n=600`` → 600)."""
-    out: dict[str, Any] = {}
-    for key, value in parse_params(items, what).items():
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
 
 
 def _metric_order(keys: list[str]) -> list[str]:
@@ -143,6 +124,13 @@ class EpochProgress:
 @param_option("Method hyper-parameter (repeatable).")
 @plugin_option()
 @dataset_option_option("Dataset loader option, e.g. -d n=600 for a small synthetic set (repeatable).")
+@click.option(
+    "--strategy",
+    default="none",
+    show_default=True,
+    help="Noise-robust training strategy (see `nrchbench list strategies`).",
+)
+@spec_options()
 @click.option("--save-codes", is_flag=True, help="Keep the packed codes beside the record (for `evaluate`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON on stdout (and nothing else there).")
 def run(
@@ -162,6 +150,7 @@ def run(
     dataset_options: tuple[str, ...],
     save_codes: bool,
     as_json: bool,
+    **spec_opts: Any,
 ) -> None:
     """Train one method on one dataset at one noise level, evaluate it and write its record.
 
@@ -169,21 +158,23 @@ def run(
     """
     from nrchbench.records import record_path
     from nrchbench.runner import run_safe
-    from nrchbench.spec import RunSpec
+    from nrchbench.spec import resolve_spec
 
     import_plugins(plugins)
-    spec = RunSpec(
-        method=method,
-        dataset=dataset,
-        bits=bits,
-        noise_model=noise_model,
-        noise_rate=noise,
+    spec = resolve_spec(
+        method,
+        dataset,
+        bits,
+        noise_model,
+        noise,
         seed=seed,
         preset=preset,
-        params=parse_params(params),
+        params=parse_key_values(params, "--param"),
         split=split,
-        dataset_options=parse_options(dataset_options),
-    ).resolve(device)
+        dataset_options=parse_key_values(dataset_options, "--dataset-option"),
+        device=device,
+        **spec_options_values(spec_opts),
+    )
     out_console = err_console if as_json else console
     if not as_json:
         console.print(
@@ -193,30 +184,23 @@ def run(
         )
     with EpochProgress(out_console, spec.method, enabled=out_console.is_terminal or not as_json) as bar:
         record = run_safe(
-            spec,
-            data_root=data_root,
-            device=device,
-            save_codes=save_codes,
-            out=out,
-            progress=bar,
-            record_input_errors=False,
+            spec, data_root=data_root, save_codes=save_codes, out=out, progress=bar, record_input_errors=False
         )
     path = record_path(out, record)
     if as_json:
-        click.echo(json.dumps(record, indent=2))
-    else:
-        if record["status"] == "ok":
-            console.print(metrics_table(record["metrics"], record["history"], title=f"{spec.method} on {spec.dataset}"))
-            t = record["timing"]
-            console.print(
-                f"fit {t.get('fit', 0):.1f}s, total {t.get('total', 0):.1f}s; record: {path}",
-                highlight=False,
-                soft_wrap=True,
-            )
-    if record["status"] != "ok":
-        err_console.print(
-            f"[bold red]Run failed:[/] {record['error']} (record: {path})", highlight=False, soft_wrap=True
+        click.echo(json.dumps(record.to_dict(), indent=2))
+    elif record.status == "ok":
+        console.print(
+            metrics_table(record.metrics, record.to_dict()["history"], title=f"{spec.method} on {spec.dataset}")
         )
+        t = record.timing
+        console.print(
+            f"fit {t.get('fit', 0):.1f}s, total {t.get('total', 0):.1f}s; record: {path}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if record.status != "ok":
+        err_console.print(f"[bold red]Run failed:[/] {record.error} (record: {path})", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 
@@ -233,20 +217,19 @@ def evaluate(run_ref: str, results: str, write: bool, as_json: bool) -> None:
 
     path = locate_record(run_ref, results)
     record = read_record(path)
-    if not record.get("codes"):
-        raise ConfigError(f"run {record['run_id']} has no saved codes; rerun it with --save-codes to evaluate it again")
-    codes = Path(path).with_name(record["codes"])
+    if not record.codes:
+        raise ConfigError(f"run {record.run_id} has no saved codes; rerun it with --save-codes to evaluate it again")
+    codes = Path(path).with_name(record.codes)
     metrics = evaluate_codes_file(codes)
-    changed = _differences(record.get("metrics") or {}, metrics)
+    changed = _differences(record.metrics, metrics)
+    history = record.to_dict()["history"]
     if write:
-        record["metrics"] = metrics
-        atomic_write_json(path, record)
+        record = record.model_copy(update={"metrics": metrics})
+        atomic_write_json(path, record.to_dict())
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
-    console.print(
-        metrics_table(metrics, record.get("history"), title=f"{record['run_id']} (recomputed from {codes.name})")
-    )
+    console.print(metrics_table(metrics, history, title=f"{record.run_id} (recomputed from {codes.name})"))
     if changed:
         console.print(f"[yellow]differs from the record in {len(changed)} value(s):[/] {', '.join(changed[:8])}")
     else:

@@ -38,6 +38,7 @@ __all__ = [
     "DatasetLoader",
     "RawData",
     "chance_map",
+    "check_dataset_options",
     "dataset_info",
     "get_loader",
     "load_dataset",
@@ -93,6 +94,17 @@ def _check_options(loader: DatasetLoader, options: dict[str, Any]) -> None:
             f"dataset {loader.name!r} does not accept option(s) {', '.join(unknown)}; accepted: "
             f"{', '.join([*accepted, *_COMMON_OPTIONS])}"
         )
+
+
+def check_dataset_options(name_or_dir: str | os.PathLike, options: dict[str, Any]) -> dict[str, Any]:
+    """Validate loader options at resolve time (before any run); returns them.
+
+    Raises:
+        RegistryError: unknown dataset. ConfigError: an option the loader does not accept.
+    """
+    loader = get_loader("generic") if _is_directory_arg(name_or_dir) else get_loader(str(name_or_dir))
+    _check_options(loader, {k: v for k, v in options.items() if k not in _COMMON_OPTIONS})
+    return dict(options)
 
 
 def validate(raw: RawData, loader: DatasetLoader, *, check_dims: bool = True) -> RawData:

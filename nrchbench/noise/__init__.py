@@ -18,7 +18,7 @@ from nrchbench.noise import models  # noqa: F401  (registers the built-ins)
 from nrchbench.noise.base import NoiseModel, NoisyLabels, SampleNoiseModel
 from nrchbench.registry import NOISE
 
-__all__ = ["NOISE", "NoiseModel", "NoisyLabels", "SampleNoiseModel", "apply", "create_noise"]
+__all__ = ["NOISE", "NoiseModel", "NoisyLabels", "SampleNoiseModel", "apply", "check_noise_params", "create_noise"]
 
 
 def create_noise(name: str, **params: Any) -> NoiseModel:
@@ -50,3 +50,13 @@ def apply(name: str, labels: Any, rate: float, seed: int, **params: Any) -> Nois
         ConfigError: rate, seed or parameters invalid, or too few eligible samples.
     """
     return create_noise(name, **params).apply(labels, rate, seed)
+
+
+def check_noise_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Validate the parameters of noise model ``name`` at resolve time; returns the given ones.
+
+    Raises:
+        RegistryError: unknown model. ConfigError: an unknown parameter name.
+    """
+    create_noise(name, **params).resolve_params()
+    return dict(params)

@@ -13,7 +13,6 @@ Best and second best per column are bold and underlined, reading the metric's di
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 import re
@@ -56,42 +55,10 @@ NOISE_INVARIANT_NOTE = (
 
 
 def load_records(results_dir: str | Path) -> list[dict[str, Any]]:
-    """All records under ``<results_dir>/runs/**/*.json`` (unreadable files are skipped).
+    """Every valid record under ``results_dir`` as its JSON dict (see :func:`nrchbench.records.load_records`)."""
+    from nrchbench.records import load_records as _load
 
-    Uses :func:`nrchbench.records.load_records` when that module provides it.
-
-    Args:
-        results_dir: the ``--out``/``--results`` directory of runs and sweeps.
-
-    Returns:
-        The records as dicts, sorted by path.
-    """
-    try:  # the runner's loader, if present, is the reference implementation
-        from nrchbench.records import load_records as _records_load  # type: ignore[attr-defined]
-    except ImportError:
-        _records_load = None
-    if _records_load is not None:
-        try:
-            loaded = list(_records_load(results_dir))
-            if all(isinstance(r, Mapping) for r in loaded):
-                return [dict(r) for r in loaded]
-        except NrchbenchError:
-            raise
-        except Exception as exc:  # fall back on our own reader
-            logger.debug("nrchbench.records.load_records failed (%s); reading files directly", exc)
-    root = Path(results_dir) / "runs"
-    out: list[dict[str, Any]] = []
-    for path in sorted(root.glob("**/*.json")):
-        try:
-            rec = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            logger.warning("skipping unreadable record %s: %s", path, exc)
-            continue
-        if not isinstance(rec, dict) or not isinstance(rec.get("spec"), dict):
-            logger.warning("skipping %s: not a result record (no 'spec')", path)
-            continue
-        out.append(rec)
-    return out
+    return [r.to_dict() for r in _load(results_dir)]
 
 
 def require_records(records: Sequence[Mapping[str, Any]], results_dir: str | Path | None = None) -> None:
