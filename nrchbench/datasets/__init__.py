@@ -31,6 +31,7 @@ from nrchbench.datasets.base import (
 )
 from nrchbench.datasets.io import check_finite, missing_files_error, to_binary_labels
 from nrchbench.datasets.splits import RULES, make_splits, split_checksums
+from nrchbench.datasets.transforms import FEATURE_TRANSFORMS, apply_feature_transform
 from nrchbench.errors import ConfigError, DataError, RegistryError
 from nrchbench.jsonutil import to_jsonable
 from nrchbench.registry import DATASETS
@@ -40,11 +41,13 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DATASETS",
+    "FEATURE_TRANSFORMS",
     "RULES",
     "CrossModalDataset",
     "DatasetLoader",
     "DatasetOptions",
     "RawData",
+    "apply_feature_transform",
     "chance_map",
     "check_dataset_options",
     "dataset_info",
