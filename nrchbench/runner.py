@@ -29,6 +29,7 @@ from nrchbench.jsonutil import to_jsonable
 from nrchbench.methods.base import EpochLog, HashingMethod, TrainData
 from nrchbench.metrics import evaluate_cross_modal, sign_codes
 from nrchbench.records import Record, codes_path, parse_record, write_record
+from nrchbench.selection import ValSelector
 from nrchbench.spec import RunSpec
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,11 @@ class _Run:
             data, clean_mask = self._noisy_training_data(ds, image, text)
 
         method: HashingMethod = _method_class(rs.method)(bits=rs.bits, **rs.resolved_params)
-        selector = _ValSelector(self, method, ds, image, text) if rs.selection == "val" else None
+        selector = (
+            ValSelector(method, ds, image, text, self._encode, self.device, rs.val_every)
+            if rs.selection == "val"
+            else None
+        )
         with self._phase("fit"):
             self._fit(method, data, clean_mask, progress, selector)
             del data
@@ -209,7 +214,7 @@ class _Run:
                 for part in ("query", "database")
             }
         with self._phase("evaluate"):
-            self.metrics = _evaluate(codes, ds.labels[ds.splits["query"]], ds.labels[ds.splits["database"]], dev)
+            self.metrics = evaluate_codes(codes, ds.labels[ds.splits["query"]], ds.labels[ds.splits["database"]], dev)
             self.dataset_info["chance_i2t"] = self.metrics["i2t"].get("chance")
             self.dataset_info["chance_t2i"] = self.metrics["t2i"].get("chance")
         if save_codes:
@@ -287,7 +292,7 @@ class _Run:
         data: TrainData,
         clean_mask: np.ndarray,
         progress: ProgressFn | None,
-        selector: _ValSelector | None,
+        selector: ValSelector | None,
     ) -> None:
         total = method.num_epochs
         last: dict[str, Any] = {}
@@ -349,49 +354,14 @@ class _Run:
         self.codes_file = path.name
 
 
-class _ValSelector:
-    """Model selection on the val split (``selection="val"``): val queries against the database,
-    clean labels, every ``val_every`` epochs and after the last; keeps the best state."""
-
-    def __init__(self, run: _Run, method: HashingMethod, ds: Any, image: np.ndarray, text: np.ndarray) -> None:
-        self.run, self.method = run, method
-        self.image, self.text = image, text
-        self.val, self.db = ds.splits["val"], ds.splits["database"]
-        self.val_labels, self.db_labels = ds.labels[self.val], ds.labels[self.db]
-        self.scores: list[dict[str, Any]] = []
-        self.best: tuple[float, int, dict[str, Any]] | None = None
-        self.last_epoch = -1
-
-    def after_epoch(self, epoch: int, total: int) -> None:
-        self.last_epoch = epoch
-        if (epoch + 1) % self.run.spec.val_every and epoch != total - 1:
-            return
-        enc = self.run._encode
-        codes = {
-            f"{m}_{part}": enc(self.method, m, feats, idx, f"val {part}")
-            for m, feats in (("image", self.image), ("text", self.text))
-            for part, idx in (("query", self.val), ("database", self.db))
-        }
-        score = float(_evaluate(codes, self.val_labels, self.db_labels, self.run.device)["avg"]["map"])
-        self.scores.append({"epoch": epoch, "map": score})
-        if self.best is None or score > self.best[0]:
-            self.best = (score, epoch, self.method.state())
-
-    def finish(self) -> dict[str, Any]:
-        assert self.best is not None
-        score, epoch, state = self.best
-        if epoch != self.last_epoch:
-            self.method.load_state(state)
-        return {"rule": "val", "metric": "map", "best_epoch": epoch, "best_score": score, "history": self.scores}
-
-
 def _method_class(name: str) -> type[HashingMethod]:
     from nrchbench.methods import get_method_class
 
     return get_method_class(name)
 
 
-def _evaluate(codes: dict[str, np.ndarray], q_labels: Any, db_labels: Any, dev: torch.device) -> dict[str, Any]:
+def evaluate_codes(codes: dict[str, np.ndarray], q_labels: Any, db_labels: Any, dev: torch.device) -> dict[str, Any]:
+    """I2T/T2I/avg metrics of ``{modality}_{query|database}`` codes against clean labels."""
     return to_jsonable(
         evaluate_cross_modal(
             query_image=codes["image_query"],

@@ -307,9 +307,9 @@ def _resolve_noise(model: Any, rate: Any, params: Mapping[str, Any]) -> tuple[st
 
 
 def _resolve_transform(name: Any) -> str:
-    from nrchbench.datasets.transforms import TRANSFORMS
+    from nrchbench.datasets.transforms import FEATURE_TRANSFORMS
 
-    return _choice("--feature-transform", name, tuple(TRANSFORMS))
+    return _choice("--feature-transform", name, tuple(FEATURE_TRANSFORMS))
 
 
 def _resolve_strategy(cls: Any, method: str, name: Any, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -151,17 +151,6 @@ def check_dataset_options(name_or_dir: str | os.PathLike, options: dict[str, Any
     return _checked_options(loader, dict(options or {}))[1]
 
 
-def check_dataset_options(name_or_dir: str | os.PathLike, options: dict[str, Any]) -> dict[str, Any]:
-    """Validate loader options at resolve time (before any run); returns them.
-
-    Raises:
-        RegistryError: unknown dataset. ConfigError: an option the loader does not accept.
-    """
-    loader = get_loader("generic") if _is_directory_arg(name_or_dir) else get_loader(str(name_or_dir))
-    _check_options(loader, {k: v for k, v in options.items() if k not in _COMMON_OPTIONS})
-    return dict(options)
-
-
 def validate(raw: RawData, loader: DatasetLoader, *, check_dims: bool = True) -> RawData:
     """Check what a loader read (PROTOCOL §1) and normalise dtypes; returns ``raw``.
 
