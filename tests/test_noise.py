@@ -41,17 +41,28 @@ DATA = {
 }
 
 
-@pytest.fixture(scope="module")
-def mirflickr(shared_data) -> np.ndarray:
-    """The real MIRFlickr-25K train labels (rows 2000:12000 as in the nrch split)."""
+def mirflickr_train(shared_data, file: str, var: str, width: int) -> np.ndarray:
+    """Rows 2000:12000 (the nrch split's train rows) of a real MIRFlickr-25K matrix; skips if absent."""
     from scipy.io import loadmat
 
-    path = shared_data / "mirflickr" / "mirflickr25k-lall.mat"
+    path = shared_data / "mirflickr" / file
     if not path.is_file():
         pytest.skip(f"{path} not found")
-    lall = loadmat(path)["LAll"]
-    assert lall.shape == (20015, 24)
-    return np.ascontiguousarray(lall[2000:12000], dtype=np.uint8)
+    full = loadmat(path)[var]
+    assert full.shape == (20015, width)
+    return np.ascontiguousarray(full[2000:12000], dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def mirflickr(shared_data) -> np.ndarray:
+    """The real MIRFlickr-25K train labels LAll (10000×24)."""
+    return mirflickr_train(shared_data, "mirflickr25k-lall.mat", "LAll", 24)
+
+
+@pytest.fixture(scope="module")
+def mirflickr_text(shared_data) -> np.ndarray:
+    """The real MIRFlickr binary tag vectors YAll of the train rows (10000×1386)."""
+    return mirflickr_train(shared_data, "mirflickr25k-yall.mat", "YAll", 1386)
 
 
 # ---------------------------------------------------------------------------- naive oracles
@@ -601,19 +612,6 @@ def test_existing_models_have_no_text_index():
 
 
 # ============================================================================ real data of the new models
-@pytest.fixture(scope="module")
-def mirflickr_text(shared_data) -> np.ndarray:
-    """The real MIRFlickr binary tag vectors (YAll) of the train rows 2000:12000."""
-    from scipy.io import loadmat
-
-    path = shared_data / "mirflickr" / "mirflickr25k-yall.mat"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    yall = loadmat(path)["YAll"]
-    assert yall.shape == (20015, 1386)
-    return np.ascontiguousarray(yall[2000:12000])
-
-
 @pytest.fixture(scope="module")
 def wiki(shared_data):
     """The real Wikipedia train split: (image 2173×128, text 2173×10, labels 2173×10 single-label)."""

@@ -258,15 +258,23 @@ def pairs_changed(clean: np.ndarray, noisy: np.ndarray, changed: np.ndarray, see
             w = min(b - a, d.shape[1])
             count += int(np.count_nonzero(d)) - int(np.count_nonzero(np.tril(d[:, :w], k=-1)))
         return {"frac_pairs_changed": count / total_pairs, "pairs_estimated": False}
-    rng = stream(seed, STREAM_PAIRS)
-    u = rng.random((PAIR_SAMPLES, 2))
+    i, j = _pair_sample(n, seed)
+    touched = changed[i] | changed[j]
+    it, jt = i[touched], j[touched]
+    return _estimated(int(np.count_nonzero((clean[it] & clean[jt]).any(1) != (noisy[it] & noisy[jt]).any(1))))
+
+
+def _pair_sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``PAIR_SAMPLES`` pairs (i, j), i ≠ j, uniform with replacement (:data:`STREAM_PAIRS`)."""
+    u = stream(seed, STREAM_PAIRS).random((PAIR_SAMPLES, 2))
     i = np.minimum((u[:, 0] * n).astype(np.int64), n - 1)
     j = np.minimum((u[:, 1] * (n - 1)).astype(np.int64), n - 2)
     j += j >= i  # uniform over j ≠ i
-    touched = changed[i] | changed[j]
-    it, jt = i[touched], j[touched]
-    diff = (clean[it] & clean[jt]).any(1) != (noisy[it] & noisy[jt]).any(1)
-    p = int(np.count_nonzero(diff)) / PAIR_SAMPLES
+    return i, j
+
+
+def _estimated(n_changed: int) -> dict[str, Any]:
+    p = n_changed / PAIR_SAMPLES
     return {
         "frac_pairs_changed": p,
         "pairs_estimated": True,
@@ -306,22 +314,11 @@ def crossmodal_pairs_changed(y: np.ndarray, text_index: np.ndarray, seed: int) -
             d[cols, np.arange(cols.size)] = False  # i = k is the pair itself, not counted here
             count += int(np.count_nonzero(d))
         return {"frac_pairs_changed": count / total, "pairs_estimated": False}
-    rng = stream(seed, STREAM_PAIRS)
-    u = rng.random((PAIR_SAMPLES, 2))
-    i = np.minimum((u[:, 0] * n).astype(np.int64), n - 1)
-    k = np.minimum((u[:, 1] * (n - 1)).astype(np.int64), n - 2)
-    k += k >= i  # uniform over k ≠ i
+    i, k = _pair_sample(n, seed)  # ordered: (image i, text row k)
     t = text_index[k]
     touched = t != k
     it, kt, tt = i[touched], k[touched], t[touched]
-    diff = (y[it] & y[kt]).any(1) != (y[it] & y[tt]).any(1)
-    p = int(np.count_nonzero(diff)) / PAIR_SAMPLES
-    return {
-        "frac_pairs_changed": p,
-        "pairs_estimated": True,
-        "pairs_sampled": PAIR_SAMPLES,
-        "frac_pairs_changed_se": math.sqrt(max(p * (1 - p), 0.0) / PAIR_SAMPLES),
-    }
+    return _estimated(int(np.count_nonzero((y[it] & y[kt]).any(1) != (y[it] & y[tt]).any(1))))
 
 
 def noise_report(
@@ -432,20 +429,27 @@ class NoiseModel:
         flips = row_flips(y, noisy)
         if (corrupted & (flips == 0)).any():  # the models guarantee it; a plugin might not
             raise RuntimeError(f"noise model {self.name!r} marked samples corrupted but left them unchanged")
-        report = noise_report(
-            y,
-            noisy,
-            corrupted,
-            model=self.name or type(self).__name__,
-            rate=rate,
-            seed=seed,
-            params=params_out,
-            unit=self.unit,
-            extra=extra,
-            flips=flips,
-        )
+        report = self._report(y, noisy, corrupted, rate, seed, params_out, extra, flips)
         clean_mask = flips == 0
         return NoisyLabels(labels=noisy, clean_mask=clean_mask, corrupted=corrupted, report=report)
+
+    def _report(
+        self,
+        y: np.ndarray,
+        noisy: np.ndarray,
+        corrupted: np.ndarray,
+        rate: float,
+        seed: int,
+        params_out: dict[str, Any],
+        extra: dict[str, Any],
+        flips: np.ndarray,
+        pairs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        model = self.name or type(self).__name__
+        return noise_report(
+            y, noisy, corrupted, model=model, rate=rate, seed=seed, params=params_out, unit=self.unit,
+            extra=extra, flips=flips, pairs=pairs,
+        )  # fmt: skip
 
     def _finish_pairs(
         self,
@@ -461,19 +465,9 @@ class NoiseModel:
         if text_index.shape != (n,) or not np.array_equal(np.sort(text_index), np.arange(n)):
             raise RuntimeError(f"noise model {self.name!r} returned a text_index that is not a permutation of the rows")
         corrupted = text_index != np.arange(n)
-        report = noise_report(
-            y,
-            y,
-            corrupted,
-            model=self.name or type(self).__name__,
-            rate=rate,
-            seed=seed,
-            params=params_out,
-            unit=self.unit,
-            extra=extra,
-            flips=np.zeros(n, dtype=np.int64),
-            pairs=crossmodal_pairs_changed(y, text_index, seed),
-        )
+        pairs = crossmodal_pairs_changed(y, text_index, seed)
+        no_flips = np.zeros(n, dtype=np.int64)
+        report = self._report(y, y, corrupted, rate, seed, params_out, extra, no_flips, pairs)
         return NoisyLabels(
             labels=y.copy(), clean_mask=~corrupted, corrupted=corrupted, report=report, text_index=text_index
         )
