@@ -577,6 +577,18 @@ def test_params_refused_at_check_time(name, values, match):
         apply(name, multi_label(10, 4), 0.2, 0, features=(np.ones((10, 2)), np.ones((10, 2))), **values)
 
 
+def test_check_params_returns_only_given_names_converted():
+    from nrchbench.noise import check_params
+
+    assert check_params("nrch", None) == {} == check_params("asymmetric", {})
+    assert check_params("bitflip", {"rho_neg": "0.01"}) == {"rho_neg": 0.01}
+    assert check_params("instance", {"sharpness": 2, "modality": "text"}) == {"sharpness": 2.0, "modality": "text"}
+    with pytest.raises(ConfigError, match="noise model 'pairs' has no parameter 'bogus'"):
+        check_params("pairs", {"bogus": 1})
+    with pytest.raises(RegistryError):
+        check_params("nope", {})
+
+
 def test_params_convert_cli_strings_and_dump_defaults():
     assert NOISE.get("bitflip").Params.check({"rho_neg": "0.01"}).rho_neg == 0.01
     assert NOISE.get("asymmetric").Params.check({"mode": "Random"}).mode == "random"

@@ -99,13 +99,11 @@ def inspect(
     Models that read features (instance) get the training features of the dataset; pairing
     models (pairs) report the mismatched pairs (the labels are untouched).
     """
-    from nrchbench.noise import NOISE
+    from nrchbench.noise import NOISE, check_params
 
     import_plugins(plugins)
     cls = NOISE.get(noise_model)
-    given = parse_key_values(params, "-p/--param")
-    checked = cls.Params.check(given, owner=cls.owner()).model_dump()  # CLI strings → declared types
-    given = {k: checked[k] for k in given}
+    given = check_params(noise_model, parse_key_values(params, "-p/--param"))  # before any data is read
     labels, feats, source = train_data(dataset, data_root, split, split_seed, features=cls.needs_features)
     out = cls(**given).apply(labels, rate, seed, features=feats)
     if as_json:

@@ -12,13 +12,14 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from nrchbench.noise import instance, missing, models, pairs  # noqa: F401  (register the built-ins)
 from nrchbench.noise.base import NoiseModel, NoisyLabels, SampleNoiseModel
 from nrchbench.registry import NOISE
 
-__all__ = ["NOISE", "NoiseModel", "NoisyLabels", "SampleNoiseModel", "apply", "create_noise"]
+__all__ = ["NOISE", "NoiseModel", "NoisyLabels", "SampleNoiseModel", "apply", "check_params", "create_noise"]
 
 
 def create_noise(name: str, **params: Any) -> NoiseModel:
@@ -28,6 +29,22 @@ def create_noise(name: str, **params: Any) -> NoiseModel:
         RegistryError: unknown name (with the closest matches and the full list).
     """
     return NOISE.get(name)(**params)
+
+
+def check_params(name: str, values: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The given parameters of noise model ``name``, validated and converted to their declared types.
+
+    Only the names given are returned (defaults are not added), so a spec that stores the
+    result keeps the run ids of specs that gave no parameters. This is what the spec
+    resolver and the CLI call: a bad value fails here, before any data is read.
+
+    Raises:
+        RegistryError: unknown model. ConfigError: unknown name or ill-typed value (one line).
+    """
+    cls = NOISE.get(name)
+    given = dict(values or {})
+    checked = cls.Params.check(given, owner=cls.owner()).model_dump()
+    return {k: checked[k] for k in given}
 
 
 def apply(name: str, labels: Any, rate: float, seed: int, *, features: Any = None, **params: Any) -> NoisyLabels:
