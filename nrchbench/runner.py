@@ -258,25 +258,27 @@ class _Run:
         return ds
 
     def _noisy_training_data(self, ds: Any, image: np.ndarray, text: np.ndarray) -> tuple[TrainData, np.ndarray]:
-        """The training view a method sees (noisy labels, possibly mismatched pairs) and the clean mask."""
+        """The training view a method sees (noisy labels, possibly mismatched pairs) and the clean mask.
+
+        ``image``/``text`` are the transformed features; a noise model that needs features gets
+        them as loaded, so the noise never depends on the feature transform.
+        """
         rs, dev = self.spec, self.device
+        cls = _method_class(rs.method)
         train = ds.splits["train"]
         clean_labels = np.asarray(ds.labels[train], dtype=np.uint8)
-        text_tr = text[train]
-        if rs.noise_invariant:
-            labels, clean_mask = np.zeros_like(clean_labels), np.ones(len(train), dtype=bool)
-        else:
+        labels, clean_mask, text_tr = clean_labels, np.ones(len(train), dtype=bool), text[train]
+        if rs.noise_model is not None:
             from nrchbench.noise import NOISE, apply
 
-            model = NOISE.get(rs.noise_model)
-            extra = {"features": (image[train], text_tr)} if getattr(model, "needs_features", False) else {}
-            nl = apply(rs.noise_model, clean_labels, rs.noise_rate, rs.seed, **extra, **dict(rs.noise_params))
+            feats = (ds.image[train], ds.text[train]) if NOISE.get(rs.noise_model).needs_features else None
+            nl = apply(rs.noise_model, clean_labels, rs.noise_rate, rs.seed, features=feats, **dict(rs.noise_params))
             labels, clean_mask = np.asarray(nl.labels, dtype=np.uint8), np.asarray(nl.clean_mask, dtype=bool)
-            text_index = getattr(nl, "text_index", None)
-            if text_index is not None:  # noisy correspondence: training pairs get another pair's text
-                text_tr = text_tr[np.asarray(text_index)]
+            if nl.text_index is not None:  # noisy correspondence: training pairs get another pair's text
+                text_tr = text_tr[np.asarray(nl.text_index)]
             self.noise_report = to_jsonable(dict(nl.report))
-        cls = _method_class(rs.method)
+        if not cls.uses_labels:
+            labels = np.zeros_like(labels)
         data = TrainData(
             image=torch.as_tensor(np.asarray(image[train], dtype=np.float32)).to(dev),
             text=torch.as_tensor(np.asarray(text_tr, dtype=np.float32)).to(dev),

@@ -12,8 +12,10 @@ spec is skipped and one spec never has two records. Fields added after schema 1
 (:data:`V2_IDENTITY_DEFAULTS`) enter the identity only when they differ from what schema 1
 implicitly meant, so every run id of an older record is unchanged.
 
-Methods with ``uses_labels = False`` are *noise-invariant*: their noise fields resolve to
-``None`` (``noise_params`` to ``{}``), so every noise level maps to one run id.
+Methods with ``uses_labels = False`` are *noise-invariant* under label noise: their noise
+fields resolve to ``None`` (``noise_params`` to ``{}``), so every noise level maps to one run
+id. Under a noise model that corrupts image–text pairs (``corrupts = "pairs"``) they are not:
+the mismatched pairs are their training data.
 """
 
 from __future__ import annotations
@@ -206,10 +208,13 @@ def resolve_spec(
     concrete = ("paper" if dev.type == "cuda" else "fast") if preset_requested == "auto" else preset_requested
     user, resolved = cls.resolve_params(concrete, params or {}, dataset=dataset)
 
-    if cls.uses_labels:
-        noise_model, noise_rate, noise_params = _resolve_noise(noise_model, noise_rate, noise_params or {})
-    else:
+    # A label-free method is noise-invariant under label noise, but not under pair noise
+    # (mismatched pairs change its training data).
+    invariant = not cls.uses_labels and not _corrupts_pairs(noise_model)
+    if invariant:
         noise_model, noise_rate, noise_params = None, None, {}
+    else:
+        noise_model, noise_rate, noise_params = _resolve_noise(noise_model, noise_rate, noise_params or {})
 
     strategy, strategy_params = _resolve_strategy(cls, method, strategy, strategy_params or {})
     return RunSpec(
@@ -235,7 +240,7 @@ def resolve_spec(
         zero_relevant=_choice("--zero-relevant", zero_relevant, ZERO_RELEVANT_POLICIES),
         preset_requested=preset_requested,
         device=str(dev),
-        noise_invariant=not cls.uses_labels,
+        noise_invariant=invariant,
     )
 
 
@@ -291,7 +296,7 @@ def _check_dataset_options(dataset: str, options: Mapping[str, Any]) -> dict[str
 
 
 def _resolve_noise(model: Any, rate: Any, params: Mapping[str, Any]) -> tuple[str, float, dict[str, Any]]:
-    from nrchbench.noise import check_noise_params
+    from nrchbench.noise import check_params
     from nrchbench.registry import NOISE
 
     if model is None or rate is None:
@@ -303,7 +308,13 @@ def _resolve_noise(model: Any, rate: Any, params: Mapping[str, Any]) -> tuple[st
         r = float("nan")
     if isinstance(rate, bool) or not (math.isfinite(r) and 0.0 <= r <= 1.0):
         raise ConfigError(f"--noise {rate!r}: expected a rate between 0 and 1")
-    return name, r, to_jsonable(check_noise_params(name, dict(params)), nonfinite="raise")
+    return name, r, to_jsonable(check_params(name, dict(params)), nonfinite="raise")
+
+
+def _corrupts_pairs(model: Any) -> bool:
+    from nrchbench.registry import NOISE
+
+    return model is not None and getattr(NOISE.get(str(model)), "corrupts", "labels") == "pairs"
 
 
 def _resolve_transform(name: Any) -> str:

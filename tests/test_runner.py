@@ -305,3 +305,65 @@ def test_val_selection_restores_the_best_epoch() -> None:
         assert scores[0] == max(scores)
     finally:
         METHODS.unregister("test-drifting")
+
+
+# ---------------------------------------------------------------------- noise that needs features or corrupts pairs
+class _Recorder(HashingMethod):
+    """Test: a fixed seeded projection (no dependence on the training data); keeps what it saw."""
+
+    defaults: ClassVar[dict[str, Any]] = {"epochs": 1}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "fast": {}, "tiny": {}}
+    uses_labels = False
+    seen: ClassVar[dict[str, Any]] = {}
+
+    def setup(self, data, rng):
+        g = rng.torch("proj")
+        self.w1 = torch.randn(data.image.shape[1], self.bits, generator=g)
+        self.w2 = torch.randn(data.text.shape[1], self.bits, generator=g)
+        type(self).seen.update(text=data.text.clone(), labels=data.labels.clone())
+
+    def train_epoch(self, epoch, data, rng):
+        from nrchbench.methods import EpochLog
+
+        return EpochLog(epoch, losses={"loss": 0.0})
+
+    def encode_image(self, x):
+        return x @ self.w1
+
+    def encode_text(self, x):
+        return x @ self.w2
+
+
+def test_pair_noise_mismatches_training_pairs_only(tmp_path: Path) -> None:
+    from nrchbench.datasets import load_dataset
+    from nrchbench.metrics.codes import load_codes
+    from nrchbench.noise import apply
+
+    METHODS.register("test-recorder", _Recorder)
+    try:
+        spec = small("test-recorder", noise_model="pairs", noise_rate=0.5)
+        assert not spec.noise_invariant and spec.noise_model == "pairs"  # label-free, yet pair noise matters
+        assert small("test-recorder", noise_rate=0.5).noise_invariant
+        rec = run(spec, out=tmp_path / "pairs", save_codes=True)
+        seen = _Recorder.seen["text"].numpy()
+        ds = load_dataset("synthetic", **SMALL)
+        train = ds.splits["train"]
+        nl = apply("pairs", ds.labels[train], 0.5, spec.seed)
+        assert np.array_equal(seen, ds.text[train][nl.text_index])
+        moved = nl.text_index != np.arange(len(train))
+        assert moved.sum() == int(0.5 * len(train)) and not np.array_equal(seen[moved], ds.text[train][moved])
+        assert float(_Recorder.seen["labels"].abs().sum()) == 0.0  # still never sees labels
+        assert rec.noise_report["frac_samples_corrupted"] == pytest.approx(0.5)
+        clean = run(small("test-recorder", noise_rate=0.5), out=tmp_path / "clean", save_codes=True)
+        a = load_codes(record_path(tmp_path / "pairs", rec).with_name(rec.codes))
+        b = load_codes(record_path(tmp_path / "clean", clean).with_name(clean.codes))
+        for key in a:  # query and database pairs are never touched
+            assert np.array_equal(a[key], b[key]), key
+    finally:
+        METHODS.unregister("test-recorder")
+
+
+def test_instance_noise_gets_the_features() -> None:
+    rec = run(small(noise_model="instance", noise_rate=0.3))
+    assert rec.status == "ok" and rec.noise_report["frac_samples_corrupted"] == pytest.approx(0.3)
+    assert any(k.startswith("classifier") for k in rec.noise_report)
