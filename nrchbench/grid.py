@@ -121,7 +121,7 @@ def expand_grid(
     noise: Any = (0.8,),
     seeds: Any = (0,),
     *,
-    noise_models: Any = ("nrch",),
+    noise_models: Any = ("one-swap",),
     strategies: Any = ("none",),
     params: Mapping[str, Any] | None = None,
     **options: Any,

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nrchbench.errors import DataError
-from nrchbench.spec import IDENTITY_FIELDS, RunSpec
+from nrchbench.spec import IDENTITY_FIELDS, LEGACY_NAMES, RunSpec
 from nrchbench.utils import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ DIRECTIONS = ("i2t", "t2i", "avg")
 TIMING_KEYS = ("load", "noise", "fit", "encode", "evaluate", "total")
 
 _RUN_ID = re.compile(r"^[0-9a-f]{16}$")
+_RENAMED = {key: {old: new for new, old in names.items()} for key, names in LEGACY_NAMES.items()}
 
 
 class HistoryEntry(BaseModel):
@@ -138,25 +139,31 @@ def migrate(data: Mapping[str, Any]) -> dict[str, Any]:
 
     Schema 1 → 2: ``spec.selection`` ``"last-epoch"`` is now ``"last"`` (and, like the other
     spec fields added in schema 2, not part of the run id at its default); the sections
-    ``evaluation`` and ``selection`` are absent (null).
+    ``evaluation`` and ``selection`` are absent (null). Any schema: the noise model ``nrch`` is
+    now ``one-swap`` and the split rule ``nrch`` is ``contiguous`` (the run id hashes the old
+    names, so it is unchanged).
 
     Raises:
         DataError: a schema newer than this nrchbench knows.
     """
     out = dict(data)
     version = out.get("schema_version")
-    if version == 1:
-        spec = dict(out.get("spec") or {})
-        if spec.get("selection") == "last-epoch":
-            spec["selection"] = "last"
-        out["spec"] = spec
-        out.setdefault("evaluation", None)
-        out.setdefault("selection", None)
-        out["schema_version"] = 2
-    elif isinstance(version, int) and version > SCHEMA_VERSION:
+    if isinstance(version, int) and version > SCHEMA_VERSION:
         raise DataError(
             f"schema_version {version} was written by a newer nrchbench (this one reads ≤ {SCHEMA_VERSION}); upgrade"
         )
+    spec = dict(out.get("spec") or {})
+    if version == 1:
+        if spec.get("selection") == "last-epoch":
+            spec["selection"] = "last"
+        out.setdefault("evaluation", None)
+        out.setdefault("selection", None)
+        out["schema_version"] = 2
+    for key, renamed in _RENAMED.items():  # old names of noise models and split rules
+        if spec.get(key) in renamed:
+            spec[key] = renamed[spec[key]]
+    if spec:
+        out["spec"] = spec
     return out
 
 

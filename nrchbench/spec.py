@@ -69,6 +69,10 @@ V2_IDENTITY_DEFAULTS: dict[str, Any] = {
     "zero_relevant": "exclude",
 }
 
+#: Names renamed since schema 1 (so that "nrch" names one thing, the method): hashed under
+#: their old names, so run ids never change.
+LEGACY_NAMES: dict[str, dict[str, str]] = {"noise_model": {"one-swap": "nrch"}, "split": {"contiguous": "nrch"}}
+
 PRESET_CHOICES = ("auto", "paper", "fast", "tiny")
 SELECTION_RULES = ("last", "val")
 ZERO_RELEVANT_POLICIES = ("exclude", "zero")
@@ -136,9 +140,12 @@ class RunSpec(BaseModel):
     noise_invariant: bool = False
 
     def identity(self) -> dict[str, Any]:
-        """The hashed fields as plain JSON values (schema-2 fields only where non-default)."""
+        """The hashed fields as plain JSON values (schema-2 fields only where non-default;
+        renamed noise models and split rules under the names they had in schema 1)."""
         d = self.model_dump(mode="json")
         ident = {k: d[k] for k in IDENTITY_FIELDS}
+        for key, old in LEGACY_NAMES.items():
+            ident[key] = old.get(ident[key], ident[key])
         ident.update({k: d[k] for k, legacy in V2_IDENTITY_DEFAULTS.items() if d[k] != legacy})
         return ident
 
@@ -162,7 +169,7 @@ def resolve_spec(
     method: str,
     dataset: str = "synthetic",
     bits: int = 64,
-    noise_model: str | None = "nrch",
+    noise_model: str | None = "one-swap",
     noise_rate: float | None = 0.8,
     noise_params: Mapping[str, Any] | None = None,
     seed: int = 0,
@@ -272,7 +279,7 @@ def _val_hint(selection: Any, val_size: Any) -> str:
 
 def _resolve_dataset(name: str, split: str | None) -> tuple[str, str | None]:
     """Canonical dataset name (a directory becomes its absolute path) and the concrete split rule."""
-    from nrchbench.datasets.splits import RULES
+    from nrchbench.datasets.splits import RULES, canonical_split
     from nrchbench.registry import DATASETS
 
     p = Path(str(name)).expanduser()
@@ -282,11 +289,12 @@ def _resolve_dataset(name: str, split: str | None) -> tuple[str, str | None]:
         dataset = DATASETS.canonical(str(name))
         loader = DATASETS.get(dataset)
     if split is None:
-        return dataset, getattr(loader, "default_split", None) if loader is not None else None
-    split = str(split).strip().lower()
-    if split not in RULES:
-        raise ConfigError(f"--split {split!r}: expected one of {', '.join(RULES)}")
-    return dataset, split
+        split = getattr(loader, "default_split", None) if loader is not None else None
+        return dataset, canonical_split(split) if split is not None else None
+    try:
+        return dataset, canonical_split(split)
+    except ConfigError:
+        raise ConfigError(f"--split {split!r}: expected one of {', '.join(RULES)}") from None
 
 
 def _check_dataset_options(dataset: str, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def mock_data(n: int = 600, seed: int = 0, noise_rate: float = 0.5) -> MockData:
     ds = load_dataset("synthetic", n=n, seed=seed, image_dim=64, text_dim=200)
     x, t, y = ds.part("train")
     qx, qt, _ = ds.part("query")
-    noisy = apply("nrch", y, noise_rate, seed).labels
+    noisy = apply("one-swap", y, noise_rate, seed).labels
     cpu = torch.device("cpu")
     train = TrainData(
         torch.from_numpy(np.ascontiguousarray(x, np.float32)),

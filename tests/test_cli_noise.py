@@ -37,7 +37,7 @@ def test_inspect_prints_report_table(fake_labels):
     res = invoke("--dataset", "x", "--noise-model", "nrch", "--rate", "0.5", "--seed", "3")
     assert res.exit_code == 0, res.output
     expected = apply("nrch", fake_labels[0], 0.5, 3).report
-    assert "nrch noise at rate 0.5 (seed 3)" in res.output
+    assert "one-swap noise at rate 0.5 (seed 3)" in res.output
     for key in ("frac_samples_corrupted", "frac_entries_flipped", "frac_pairs_changed", "cardinality_noisy_mean"):
         assert key in res.output
     assert f"{expected['frac_pairs_changed']:.6g}" in res.output
@@ -61,7 +61,7 @@ def test_inspect_json_and_params(fake_labels):
         (("-m", "nrch", "-r", "1.5"), "noise rate must be in [0, 1], got 1.5"),
         (("-m", "nrhc", "-r", "0.2"), "unknown noise model 'nrhc'; did you mean 'nrch'"),
         (("-m", "nrch", "-r", "0.2", "-p", "oops"), "-p/--param 'oops': expected key=value"),
-        (("-m", "nrch", "-r", "0.2", "-p", "bogus=1"), "noise model 'nrch' has no parameter 'bogus'"),
+        (("-m", "nrch", "-r", "0.2", "-p", "bogus=1"), "noise model 'one-swap' has no parameter 'bogus'"),
         (("-m", "asymmetric", "-r", "0.2", "-p", "mode=nope"), "parameter 'mode': input should be 'random' or"),
         (("-m", "instance", "-r", "0.2", "-p", "sharpnes=2"), "no parameter 'sharpnes' (did you mean sharpness?)"),
         (("-m", "pairs", "-r", "0.005"), "cannot mismatch exactly 1 of 200 pairs"),

@@ -367,7 +367,7 @@ def test_wrong_dims_and_unknown_option(tmp_path):
 def test_unknown_dataset_and_rule():
     with pytest.raises(RegistryError, match="did you mean 'wiki'"):
         load_dataset("wikk")
-    with pytest.raises(ConfigError, match="unknown split rule 'foo'; available: nrch, random, official"):
+    with pytest.raises(ConfigError, match="unknown split rule 'foo'; available: contiguous, random, official"):
         load_dataset("synthetic", split="foo", n=600)
     with pytest.raises(ConfigError, match="no official split"):
         load_dataset("synthetic", split="official", n=600)
@@ -475,7 +475,7 @@ def test_every_builtin_loader_is_registered_and_described():
     for name in names:
         loader = get_loader(name)
         assert loader.name == name and loader.description
-        assert loader.default_split in ("nrch", "random", "official")
+        assert loader.default_split in ("contiguous", "random", "official")
 
 
 def test_chance_map_matches_naive_loop():

@@ -236,7 +236,7 @@ def test_plugin_sample_model_gets_the_guarantees():
 
 
 def test_builtins_registered_from_entry_points():
-    assert set(BUILTIN) <= set(NOISE.names())
+    assert {NOISE.canonical(b) for b in BUILTIN} <= set(NOISE.names())  # "nrch" is now an alias of "one-swap"
     assert NOISE.get("nrch") is models.NRCHNoise
     assert NOISE.get("bitflip").unit == "entry"
 
@@ -471,7 +471,7 @@ def test_rows_without_swap_are_ineligible(name):
         (None, "0.2", 0, {}, ConfigError, "'0.2'"),
         (None, 0.2, -1, {}, ConfigError, "seed"),
         (None, 0.2, 1.5, {}, ConfigError, "seed"),
-        (None, 0.2, 0, {"bogus": 1}, ConfigError, "noise model 'nrch' has no parameter 'bogus'; parameters: none"),
+        (None, 0.2, 0, {"bogus": 1}, ConfigError, "noise model 'one-swap' has no parameter 'bogus'; parameters: none"),
     ],
 )
 def test_validation_errors(labels, rate, seed, params, exc, match):
@@ -556,7 +556,7 @@ def test_mirflickr_guarantees(mirflickr, name):
 @pytest.mark.parametrize(
     ("name", "values", "match"),
     [
-        ("nrch", {"bogus": 1}, "noise model 'nrch' has no parameter 'bogus'; parameters: none"),
+        ("nrch", {"bogus": 1}, "noise model 'one-swap' has no parameter 'bogus'; parameters: none"),
         ("asymmetric", {"mod": "random"}, r"no parameter 'mod' \(did you mean mode\?\)"),
         ("bitflip", {"rho_neg": True}, "'rho_neg': value error, must be a number in \\[0, 1\\], not a bool"),
         ("bitflip", {"rho_neg": "x"}, "'rho_neg': input should be a valid number"),

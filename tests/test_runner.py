@@ -58,7 +58,7 @@ def test_resolve_preset_names_and_run_id() -> None:
     # CLI strings are converted: "3" and 3 are the same run
     assert small(params={"epochs": "3"}).run_id == small(params={"epochs": 3}).run_id
     auto = resolve_spec("toy-linear", dataset_options=SMALL, device="cpu")
-    assert auto.preset == "fast" and auto.preset_requested == "auto" and auto.split == "nrch"
+    assert auto.preset == "fast" and auto.preset_requested == "auto" and auto.split == "contiguous"
     assert resolve_spec("TOY-LINEAR", device="cpu").method == "toy-linear"
     # one type all the way down: the record's spec loads back as the same RunSpec
     assert RunSpec.model_validate(json.loads(rs.model_dump_json())) == rs
@@ -158,7 +158,7 @@ def test_run_writes_a_valid_record_with_codes(tmp_path: Path) -> None:
     assert epochs == [(0, 2), (1, 2)]
     spec = rec.spec
     assert spec.selection == "last" and spec.preset == "tiny" and spec.device == "cpu"
-    assert spec.noise_model == "nrch" and spec.noise_rate == 0.8 and not spec.noise_invariant
+    assert spec.noise_model == "one-swap" and spec.noise_rate == 0.8 and not spec.noise_invariant
     d = rec.to_dict()
     assert d["noise_report"]["frac_samples_corrupted"] == pytest.approx(0.8)
     for direction in ("i2t", "t2i"):

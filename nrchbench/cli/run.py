@@ -113,7 +113,7 @@ class EpochProgress:
 @click.option("--method", "-m", required=True, help="Method registry name (see `nrchbench list methods`).")
 @click.option("--dataset", default="synthetic", show_default=True, help="Dataset name, alias or directory.")
 @click.option("--noise", "noise", type=float, default=0.8, show_default=True, help="Noise rate.")
-@click.option("--noise-model", default="nrch", show_default=True, help="Noise model (see `nrchbench list noise`).")
+@click.option("--noise-model", default="one-swap", show_default=True, help="Noise model (see `nrchbench list noise`).")
 @click.option("--bits", type=int, default=64, show_default=True, help="Code length.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise draw and of training.")
 @preset_option("Hyper-parameter preset; auto = paper on CUDA, fast on CPU.")

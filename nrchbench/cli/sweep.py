@@ -45,7 +45,9 @@ def _opt(ctx: click.Context, cfg: dict[str, Any], name: str, value: Any) -> Any:
 @click.option("--bits", default="64", show_default=True, help="Comma list of code lengths.")
 @click.option("--noise", default="0.8", show_default=True, help="Comma list of noise rates.")
 @click.option("--seeds", default="0", show_default=True, help="Comma list of seeds.")
-@click.option("--noise-model", "noise_models", default="nrch", show_default=True, help="Comma list of noise models.")
+@click.option(
+    "--noise-model", "noise_models", default="one-swap", show_default=True, help="Comma list of noise models."
+)
 @click.option("--strategies", default="none", show_default=True, help="Comma list of robust-training strategies.")
 @preset_option()
 @device_option()

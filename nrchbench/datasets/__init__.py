@@ -30,7 +30,7 @@ from nrchbench.datasets.base import (
     checksum_file,
 )
 from nrchbench.datasets.io import check_finite, missing_files_error, to_binary_labels
-from nrchbench.datasets.splits import RULES, make_splits, split_checksums
+from nrchbench.datasets.splits import RULES, canonical_split, make_splits, split_checksums
 from nrchbench.datasets.transforms import FEATURE_TRANSFORMS, apply_feature_transform
 from nrchbench.errors import ConfigError, DataError, RegistryError
 from nrchbench.jsonutil import to_jsonable
@@ -259,7 +259,7 @@ def load_dataset(
     raw = loader.read(directory, opts)
     validate(raw, loader, check_dims=opts.check_dims)
 
-    rule = (split or loader.default_split).lower()
+    rule = canonical_split(split or loader.default_split)
     sizes = loader.split_sizes
     query_size, train_size = opts.query_size, opts.train_size
     if query_size is not None or train_size is not None:

@@ -200,7 +200,7 @@ class DatasetLoader:
     files: ClassVar[tuple[str, ...]] = ()
     download_hint: ClassVar[str] = ""
     split_sizes: ClassVar[tuple[int, int] | None] = None
-    default_split: ClassVar[str] = "nrch"
+    default_split: ClassVar[str] = "contiguous"
     image_dim: ClassVar[int | None] = None
     text_dim: ClassVar[int | None] = None
     num_classes: ClassVar[int | None] = None

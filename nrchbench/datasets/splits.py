@@ -29,10 +29,26 @@ from nrchbench.datasets.base import SPLIT_NAMES, checksum_array
 from nrchbench.errors import ConfigError, DataError
 
 RULES: dict[str, str] = {
-    "nrch": "contiguous: query = first Q rows, train = next N_train rows, database = all rows after the query",
+    "contiguous": "query = first Q rows, train = next N_train rows, database = all rows after the query (NRCH's)",
     "random": "seeded permutation, then the nrch slicing",
     "official": "the split stored by the dataset's own files (e.g. wiki)",
 }
+#: Old names of split rules (records and sweep files written with them keep working).
+SPLIT_ALIASES: dict[str, str] = {"nrch": "contiguous"}
+
+
+def canonical_split(rule: str) -> str:
+    """The canonical name of a split rule (aliases resolved).
+
+    Raises:
+        ConfigError: an unknown rule.
+    """
+    key = str(rule).strip().lower()
+    key = SPLIT_ALIASES.get(key, key)
+    if key not in RULES:
+        raise ConfigError(f"unknown split rule {rule!r}; available: {', '.join(RULES)} (nrch = contiguous)")
+    return key
+
 
 # Offset added to the split seed for the val draw, so that val does not reuse the
 # permutation's random stream.
@@ -156,10 +172,8 @@ def make_splits(
         DataError: the data has too few rows for the sizes; a stored split with indices
             out of range or overlapping another.
     """
-    rule = str(rule).lower()
-    if rule not in RULES:
-        raise ConfigError(f"unknown split rule {rule!r}; available: {', '.join(RULES)}")
-    if rule == "nrch":
+    rule = canonical_split(rule)
+    if rule == "contiguous":
         q, t = _check_sizes(n, sizes, rule, dataset)
         splits = _slice(np.arange(n, dtype=np.int64), q, t)
     elif rule == "random":
@@ -168,7 +182,9 @@ def make_splits(
         splits = _slice(order, q, t)
     else:
         if not stored or "query" not in stored or "train" not in stored:
-            raise ConfigError(f"dataset {dataset!r} has no official split in its files; use split 'nrch' or 'random'")
+            raise ConfigError(
+                f"dataset {dataset!r} has no official split in its files; use split 'contiguous' or 'random'"
+            )
         splits = {k: np.asarray(v, dtype=np.int64).copy() for k, v in stored.items() if k in SPLIT_NAMES}
         check_indices(splits, n, dataset=dataset, sources=sources)
         if "database" not in splits:

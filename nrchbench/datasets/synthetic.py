@@ -69,7 +69,7 @@ class Synthetic(DatasetLoader):
     name = "synthetic"
     description = "generated from a seed, no files: 12,000 multi-label pairs, 512-d image / 1000-word text, 24 classes"
     needs_files = False
-    default_split = "nrch"
+    default_split = "contiguous"
     split_sizes = (1000, 5000)
     image_nonnegative = True
 

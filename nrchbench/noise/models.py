@@ -33,7 +33,7 @@ def _cardinality(y: np.ndarray) -> np.ndarray:
     return y.sum(1, dtype=np.int64)
 
 
-@NOISE.register("nrch")
+@NOISE.register("one-swap")
 class NRCHNoise(SampleNoiseModel):
     """NRCH official generator: one random positive off, one random negative on (cardinality kept).
 
@@ -44,7 +44,7 @@ class NRCHNoise(SampleNoiseModel):
     "cardinality kept, exactly 2 entries flipped" property).
     """
 
-    name = "nrch"
+    name = "one-swap"
     description = "NRCH official generator: one random positive off and one random negative on (cardinality kept)."
     ineligible_reason = "they have no positive or no negative label to swap"
 
