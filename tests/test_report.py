@@ -320,6 +320,14 @@ def test_unknown_descriptive_and_bad_direction(records):
         leaderboard(records, direction="x2y")
 
 
+def test_a_table_of_noise_invariant_methods_only():
+    (b,) = leaderboard([make_record("djsrh", 16, None, s) for s in SEEDS] + [make_record("djsrh", 32, None, 0)])
+    assert b.identity.noise_model == "" and "noise-invariant methods only" in b.caption()
+    t = b.views()[0].text("text")
+    assert list(t.columns) == [("16 bits", "any"), ("32 bits", "any")]
+    assert t.loc["DJSRH†", ("32 bits", "any")].endswith("(n=1)") and t.loc["chance", ("16 bits", "any")] == "0.540"
+
+
 def test_old_schema1_records_still_table():
     recs = [schema1_record(m, 16, 0.5, s, v + 0.01 * s) for m, v in (("nrch", 0.7), ("dcmh", 0.6)) for s in SEEDS]
     (b,) = leaderboard(recs)
@@ -660,6 +668,18 @@ def test_custom_reference_carries_its_conventions_and_matches_identity(tmp_path)
     assert "A survey of hashing (2025)" in md and "re-run with the authors' code" in md and "mAP@100" in md
     assert "query set" not in md and "NRCH paper" not in md and "unseeded" not in md
     assert "DCMH (defaults)" in md and "NRCH (defaults)" in md  # unmatched reference rows are named
+
+
+def test_reference_metric_we_lack_is_shown_not_computed(tmp_path):
+    ref = tmp_path / "at50.csv"
+    ref.write_text(
+        "# source: DJSRH-style evaluation\n# metric: map@50\n"
+        "dataset,method,direction,noise_model,noise_rate,bits,value\nmirflickr,nrch,avg,nrch,0.5,16,0.9\n"
+    )
+    (cmp,) = compare_with_reference(seeds_records("nrch", [0.7, 0.7, 0.7]), ref)
+    (v,) = cmp.views()
+    assert v.text("text").loc["NRCH", ("16 bits", "η=0.5")] == "not computed / 0.900"
+    assert "mAP@50" in v.caption and v.text("text").loc["NRCH", ("", "reference convention")].startswith("mAP@50")
 
 
 def test_bad_reference_files_are_refused_in_one_line(tmp_path):

@@ -93,7 +93,7 @@ class TableIdentity:
         if self.val_size and self.selection != "val":
             split += f", {self.val_size} rows held out for validation"
         out["split"] = split
-        out["noise"] = f"noise {noise}"
+        out["noise"] = f"noise model {noise}"
         out["preset"] = f"preset {self.preset}"
         out["features"] = (
             "features as given" if self.feature_transform == "none" else f"features {self.feature_transform}"

@@ -157,8 +157,8 @@ class Leaderboard:
         ``method``, ``bits``, ``noise``; an axis in neither splits it into one table per value
         (the chance row goes with the methods)."""
         slots = self._slots()
-        if "method" not in (*parse_layout(rows, columns)[0], *parse_layout(rows, columns)[1]):
-            slots = slots[slots["row"] != CHANCE]
+        if "method" not in {*parse_layout(rows, columns)[0], *parse_layout(rows, columns)[1]}:
+            slots = slots[slots["row"] != CHANCE]  # a chance level per split value: no table of its own
         labels = {**self.rows["label"].to_dict(), CHANCE: CHANCE}
         order = {r: i for i, r in enumerate([*self.rows.index, CHANCE])}
         out = []
@@ -258,7 +258,7 @@ def _build(
     if _CHANCE_METRICS.match(identity.metric):
         ok = frame[(frame["state"] == "ok") & frame["chance"].notna()]
         for (b, r), v in ok.groupby(["bits", "noise_rate"], dropna=False)["chance"].mean().items():
-            chance[(int(b), float(r))] = float(v)
+            chance[(int(b), _rate(r))] = float(v)
     runs = frame.drop_duplicates("record")["state"]
     return Leaderboard(
         identity=identity,
@@ -276,9 +276,16 @@ def _build(
     )
 
 
+def _rate(r: Any) -> float:
+    """A noise rate as a grid key: NaN (no rate: noise-invariant only) is always the one
+    ``math.nan`` object, so sets and dicts see one key (NaN != NaN)."""
+    r = float(r)
+    return r if math.isfinite(r) else math.nan
+
+
 def _grid(frame: pd.DataFrame, bits: Sequence[int] | None, rates: Sequence[float] | None) -> list[tuple[int, float]]:
     """The (bits, noise rate) pairs of the records — or the product of what was asked for."""
-    present = {(int(b), float(r)) for b, r in zip(frame["bits"], frame["noise_rate"], strict=True)}
+    present = {(int(b), _rate(r)) for b, r in zip(frame["bits"], frame["noise_rate"], strict=True)}
     if bits or rates:
         present = set(
             itertools.product(
@@ -374,6 +381,7 @@ def _same_table(frame: pd.DataFrame, key: tuple) -> pd.Series:
 
 def _is_score(metric: str) -> bool:
     try:
-        return metric_direction(metric) is not None
+        metric_direction(metric)
     except ConfigError:
         return False
+    return True
