@@ -725,7 +725,7 @@ def test_noise_plot_texts(records):
     assert t["titles"] == ["16 bits", "32 bits"]
     assert t["legend"] == ["DCMH", "DJSRH†", "NRCH", "NRCH-nogmm", "chance"]  # the tables' labels, in their order
     assert fig.get_figwidth() == pytest.approx(3.3) and _legend_clear_of_axes(fig)
-    assert name == "map-vs-noise_avg_fast_nrch_nrch"
+    assert name == "map-vs-noise_avg_fast_contiguous_one-swap"
 
 
 def test_pr_plot_has_no_point_at_recall_zero(records):
@@ -739,7 +739,7 @@ def test_pr_plot_has_no_point_at_recall_zero(records):
     for ax in fig.axes:
         for line in ax.get_lines():
             assert (line.get_xdata() > 0).all()
-    assert _legend_clear_of_axes(fig) and name == "pr_16bits_fast_nrch_nrch-0.8"
+    assert _legend_clear_of_axes(fig) and name == "pr_16bits_fast_contiguous_one-swap-0.8"
 
 
 def test_diagnostic_plot_texts(records):
@@ -747,12 +747,12 @@ def test_diagnostic_plot_texts(records):
 
     recs = [r for r in records if r.spec.bits == 16 and r.spec.preset == "fast"]
     figs = {name: fig for _, name, fig in selection_figures(recs)}
-    assert set(figs) == {"selection_nrch_16bits_fast_nrch_nrch", "selection_nrch-nogmm_16bits_fast_nrch_nrch"}
-    t = _texts(figs["selection_nrch_16bits_fast_nrch_nrch"])
+    assert set(figs) == {"selection_nrch_16bits_fast_contiguous_one-swap", "selection_nrch-nogmm_16bits_fast_contiguous_one-swap"}
+    t = _texts(figs["selection_nrch_16bits_fast_contiguous_one-swap"])
     assert t["xlabels"][-1] == "epoch" and t["legend"][0] == "η=0.2 (n=3)"
-    assert _legend_clear_of_axes(figs["selection_nrch_16bits_fast_nrch_nrch"])
+    assert _legend_clear_of_axes(figs["selection_nrch_16bits_fast_contiguous_one-swap"])
     figs = {name: fig for _, name, fig in loss_histogram_figures(recs)}
-    fig = figs["loss-hist_nrch_16bits_fast_nrch_nrch-0.8_seed0"]
+    fig = figs["loss-hist_nrch_16bits_fast_contiguous_one-swap-0.8_seed0"]
     assert "clean component" in _texts(fig)["legend"] and _legend_clear_of_axes(fig)
 
 
