@@ -94,7 +94,6 @@ def run_numba(qb, db, ql, dl, acc: PerQuery, chunk_size: int | None, workers: in
     # at least one word each (zero words: distance 0 / never relevant), as the kernel reads word 0
     qw, dw, qm, dm = (at_least_one_word(w) for w in (pack(qb), pack(db), label_words(ql), label_words(dl)))
     dw_t, dm_t = np.ascontiguousarray(dw.T), np.ascontiguousarray(dm.T)
-    inv = 1.0 / np.arange(1, m + 1, dtype=np.float64)
     cuts = np.ascontiguousarray(acc.cuts, dtype=np.int64)
     qc = chunk_size or max(1, min(64, -(-nq // (8 * max(workers, 1)))))
 
@@ -103,7 +102,7 @@ def run_numba(qb, db, ql, dl, acc: PerQuery, chunk_size: int | None, workers: in
         rbuf = np.empty((2, m), dtype=np.uint8)
 
         def step(s: int) -> None:
-            kernel(qw, dw_t, qm, dm_t, s, min(nq, s + qc), bits, inv, cuts,
+            kernel(qw, dw_t, qm, dm_t, s, min(nq, s + qc), bits, cuts,
                    acc.n, acc.r, acc.ap, acc.top_sum, acc.cut_cnt, dbuf, rbuf)  # fmt: skip
 
         return step
