@@ -264,6 +264,16 @@ def test_no_query_has_a_relevant_item(backend):
     assert set(zero["topk_curve"]["recall"]) == {0.0}
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_only_map_and_map_tie(backend):
+    """No cut-off, radius or curve: the same map and map_tie, and only the always-present keys."""
+    q, db, ql, dl = random_case(17, 5, 60, 8)
+    got = evaluate(q, db, ql, dl, topk=(), radius=(), curve_k=(), pr_curve=False, backend=backend)
+    assert set(got) == {"map", "map_tie", "chance", "num_queries", "num_queries_no_relevant", "bits", "db_size"}
+    full = evaluate(q, db, ql, dl, backend=backend)
+    assert all(got[k] == full[k] for k in got)
+
+
 def test_default_curve_points():
     assert default_curve_k(1) == (1,)
     assert default_curve_k(120) == (1, 50, 100, 120)

@@ -53,8 +53,9 @@ class Request:
 def default_curve_k(m: int) -> tuple[int, ...]:
     """Default K points of the top-K curves for a database of ``m`` items: 1, 50, 100, 200, …,
     1,000 (the range of published top-K precision plots), then 2,000, …, 10,000 (the
-    ``1000:1000:10000`` grid of MATLAB evaluation scripts), then 20,000, 50,000, 100,000, …
-    (1-2-5 steps), each below M, and M itself (where recall is 1)."""
+    ``1000:1000:10000`` grid of MATLAB hashing evaluation scripts; DCMH's
+    ``calcMapTopkMapTopkPreTopkRecLabel.m`` takes any such K vector), then 20,000, 50,000,
+    100,000, … (1-2-5 steps), each below M, and M itself (where recall is 1)."""
     points = [1, 50, *range(100, 1001, 100), *range(2000, 10_001, 1000)]
     step = 20_000
     while step < m:
