@@ -207,12 +207,20 @@ def run(
 @click.command(cls=UserErrorCommand)
 @click.argument("run_ref", metavar="RUN")
 @click.option("--results", default="results", show_default=True, help="Results directory to look a run id up in.")
+@click.option(
+    "--zero-relevant",
+    type=click.Choice(["exclude", "zero"]),
+    default=None,
+    help="Queries without relevant items: exclude them from the means (NRCH) or count them as 0 "
+    "(DCMH/DJSRH code). Default: the run's own policy.",
+)
 @click.option("--write", is_flag=True, help="Store the recomputed metrics in the record.")
 @click.option("--json", "as_json", is_flag=True, help="Print the recomputed metrics as JSON on stdout.")
-def evaluate(run_ref: str, results: str, write: bool, as_json: bool) -> None:
+def evaluate(run_ref: str, results: str, zero_relevant: str | None, write: bool, as_json: bool) -> None:
     """Recompute all metrics of RUN (a record path or run id) from its saved codes."""
+    from nrchbench.jsonutil import to_jsonable
+    from nrchbench.metrics import evaluate_cross_modal, load_codes
     from nrchbench.records import locate_record, read_record
-    from nrchbench.runner import evaluate_codes_file
     from nrchbench.utils import atomic_write_json
 
     path = locate_record(run_ref, results)
@@ -220,7 +228,16 @@ def evaluate(run_ref: str, results: str, write: bool, as_json: bool) -> None:
     if not record.codes:
         raise ConfigError(f"run {record.run_id} has no saved codes; rerun it with --save-codes to evaluate it again")
     codes = Path(path).with_name(record.codes)
-    metrics = evaluate_codes_file(codes)
+    evaluation = record.evaluation or {}  # the run's policy and metric options (null in migrated v1 records)
+    recorded = evaluation.get("zero_relevant") or record.spec.zero_relevant
+    policy = zero_relevant or recorded
+    if write and policy != recorded:
+        raise ConfigError(
+            f"--write: run {record.run_id} was evaluated with zero_relevant={recorded}, and the policy is part "
+            f"of a run's identity; drop --write to print the metrics under {policy}, or run the spec with it"
+        )
+    options = {k: evaluation[k] for k in ("topk", "radius", "curve_k") if k in evaluation}
+    metrics = to_jsonable(evaluate_cross_modal(**load_codes(codes), zero_relevant=policy, **options))
     changed = _differences(record.metrics, metrics)
     history = record.to_dict()["history"]
     if write:
