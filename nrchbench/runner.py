@@ -214,7 +214,11 @@ class _Run:
                 for part in ("query", "database")
             }
         with self._phase("evaluate"):
-            self.metrics = evaluate_codes(codes, ds.labels[ds.splits["query"]], ds.labels[ds.splits["database"]], dev)
+            options = {"zero_relevant": rs.zero_relevant, "topk": tuple(rs.topk), "radius": rs.radius}
+            self.metrics = evaluate_codes(
+                codes, ds.labels[ds.splits["query"]], ds.labels[ds.splits["database"]], dev, **options
+            )
+            self.evaluation = {**options, "topk": list(rs.topk), "curve_k": None}
             self.dataset_info["chance_i2t"] = self.metrics["i2t"].get("chance")
             self.dataset_info["chance_t2i"] = self.metrics["t2i"].get("chance")
         if save_codes:
@@ -362,8 +366,11 @@ def _method_class(name: str) -> type[HashingMethod]:
     return get_method_class(name)
 
 
-def evaluate_codes(codes: dict[str, np.ndarray], q_labels: Any, db_labels: Any, dev: torch.device) -> dict[str, Any]:
-    """I2T/T2I/avg metrics of ``{modality}_{query|database}`` codes against clean labels."""
+def evaluate_codes(
+    codes: dict[str, np.ndarray], q_labels: Any, db_labels: Any, dev: torch.device, **options: Any
+) -> dict[str, Any]:
+    """I2T/T2I/avg metrics of ``{modality}_{query|database}`` codes against clean labels
+    (``options``: :func:`nrchbench.metrics.evaluate`'s, e.g. ``topk``, ``zero_relevant``)."""
     return to_jsonable(
         evaluate_cross_modal(
             query_image=codes["image_query"],
@@ -373,16 +380,18 @@ def evaluate_codes(codes: dict[str, np.ndarray], q_labels: Any, db_labels: Any, 
             query_labels=q_labels,
             db_labels=db_labels,
             device=dev if dev.type == "cuda" else None,
+            **options,
         )
     )
 
 
-def evaluate_codes_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Recompute ``metrics`` (I2T, T2I, avg) from a codes file written with ``save_codes``.
+def evaluate_codes_file(path: str | os.PathLike, **options: Any) -> dict[str, Any]:
+    """Recompute ``metrics`` (I2T, T2I, avg) from a codes file written with ``save_codes``
+    (``options``: :func:`nrchbench.metrics.evaluate`'s, e.g. ``topk``, ``zero_relevant``).
 
     Raises:
         DataError: the file is missing or not a codes file.
     """
     from nrchbench.metrics.codes import load_codes
 
-    return to_jsonable(evaluate_cross_modal(**load_codes(path)))
+    return to_jsonable(evaluate_cross_modal(**load_codes(path), **options))

@@ -52,7 +52,7 @@ class ValSelector:
         }
         from nrchbench.runner import evaluate_codes
 
-        score = float(evaluate_codes(codes, self.val_labels, self.db_labels, self.device)["avg"]["map"])
+        score = float(evaluate_codes(codes, self.val_labels, self.db_labels, self.device, topk=())["avg"]["map"])
         self.scores.append({"epoch": epoch, "map": score})
         if self.best is None or score > self.best[0]:
             self.best = (score, epoch, self.method.state())

@@ -81,6 +81,9 @@ ZERO_RELEVANT_POLICIES = ("exclude", "zero")
 MAX_BITS = 4096
 #: Seeds are 32-bit: numpy, torch and scikit-learn are all seeded from them.
 MAX_SEED = 2**32 - 1
+#: The k of map@k / precision@k / recall@k computed by default: DJSRH-lineage papers report
+#: mAP@50, HashNet-lineage mAP@1000 or @5000 (a dataset loader may declare its own ``eval_topk``).
+DEFAULT_TOPK = (50, 100, 1000, 5000)
 
 
 def compute_run_id(identity: Mapping[str, Any]) -> str:
@@ -110,6 +113,9 @@ class RunSpec(BaseModel):
             ``val_every`` epochs).
         zero_relevant: queries without a relevant item are ``exclude``-d from the means, or
             count as ``zero``.
+        topk, radius: which metrics are computed (map@k, precision@k, recall@k for every k;
+            precision/recall within Hamming radius); computing more metrics never changes a
+            run, so they are not part of the identity.
         preset_requested, device, noise_invariant: recorded, not part of the identity.
     """
 
@@ -135,6 +141,8 @@ class RunSpec(BaseModel):
     selection: str = "last"
     val_every: int = 1
     zero_relevant: str = "exclude"
+    topk: list[int] = Field(default_factory=lambda: list(DEFAULT_TOPK))
+    radius: int = 2
     preset_requested: str = "auto"
     device: str = "cpu"
     noise_invariant: bool = False
@@ -185,6 +193,8 @@ def resolve_spec(
     selection: str = "last",
     val_every: int = 1,
     zero_relevant: str = "exclude",
+    topk: Any = None,
+    radius: int = 2,
     device: Any = "auto",
 ) -> RunSpec:
     """Validate a run request and return its :class:`RunSpec`.
@@ -245,6 +255,8 @@ def resolve_spec(
         selection=_choice("--select", selection, SELECTION_RULES, _val_hint(selection, val_size)),
         val_every=_int_in("--val-every", val_every, 1, 10**6, "epochs between validations"),
         zero_relevant=_choice("--zero-relevant", zero_relevant, ZERO_RELEVANT_POLICIES),
+        topk=_resolve_topk(topk, dataset),
+        radius=_int_in("--radius", radius, 0, MAX_BITS, "a Hamming radius"),
         preset_requested=preset_requested,
         device=str(dev),
         noise_invariant=invariant,
@@ -317,6 +329,25 @@ def _resolve_noise(model: Any, rate: Any, params: Mapping[str, Any]) -> tuple[st
     if isinstance(rate, bool) or not (math.isfinite(r) and 0.0 <= r <= 1.0):
         raise ConfigError(f"--noise {rate!r}: expected a rate between 0 and 1")
     return name, r, to_jsonable(check_params(name, dict(params)), nonfinite="raise")
+
+
+def _resolve_topk(topk: Any, dataset: str) -> list[int]:
+    """The ks of the top-k metrics: given, else the dataset loader's ``eval_topk``, else the default."""
+    from nrchbench.registry import DATASETS
+
+    if topk is None:
+        loader = DATASETS.get(dataset) if dataset in DATASETS else None
+        topk = getattr(loader, "eval_topk", None) or DEFAULT_TOPK
+    items = (
+        [
+            s
+            for s in str(topk).replace("(", "").replace(")", "").replace("[", "").replace("]", "").split(",")
+            if s.strip()
+        ]
+        if isinstance(topk, str)
+        else list(topk)
+    )
+    return sorted({_int_in("--topk", k, 1, 10**9, "a cut-off of the ranking") for k in items})
 
 
 def _corrupts_pairs(model: Any) -> bool:

@@ -159,6 +159,8 @@ def test_run_writes_a_valid_record_with_codes(tmp_path: Path) -> None:
     spec = rec.spec
     assert spec.selection == "last" and spec.preset == "tiny" and spec.device == "cpu"
     assert spec.noise_model == "one-swap" and spec.noise_rate == 0.8 and not spec.noise_invariant
+    assert rec.evaluation == {"zero_relevant": "exclude", "topk": [50, 100, 1000, 5000], "radius": 2, "curve_k": None}
+    assert {"map@50", "recall@1000", "hamming_precision@2", "topk_curve"} <= set(rec.metrics["i2t"])
     d = rec.to_dict()
     assert d["noise_report"]["frac_samples_corrupted"] == pytest.approx(0.8)
     for direction in ("i2t", "t2i"):

@@ -137,6 +137,14 @@ def spec_options() -> Decorator:
                 help="Queries without a relevant item: excluded from the means (NRCH) or counted as 0 (DCMH).",
             ),
             click.option(
+                "--topk",
+                default=None,
+                help="Comma list of k for map@k, precision@k, recall@k [default: 50,100,1000,5000, or the dataset's].",
+            ),
+            click.option(
+                "--radius", type=int, default=2, show_default=True, help="Hamming radius of hamming_precision/recall."
+            ),
+            click.option(
                 "--strategy-param",
                 "strategy_params",
                 multiple=True,
@@ -157,7 +165,16 @@ def spec_options_values(opts: dict[str, Any]) -> dict[str, Any]:
 
     out = {
         k: opts[k]
-        for k in ("feature_transform", "selection", "val_size", "val_every", "zero_relevant", "strategy")
+        for k in (
+            "feature_transform",
+            "selection",
+            "val_size",
+            "val_every",
+            "zero_relevant",
+            "strategy",
+            "topk",
+            "radius",
+        )
         if k in opts
     }
     if "strategy_params" in opts:

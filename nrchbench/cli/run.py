@@ -36,7 +36,9 @@ DIRECTION_LABELS = (("i2t", "I2T"), ("t2i", "T2I"), ("avg", "avg"))
 
 def _metric_order(keys: list[str]) -> list[str]:
     def rank(k: str) -> tuple[int, int, str]:
-        for i, prefix in enumerate(("map", "map_tie", "map@", "precision@", "chance")):
+        for i, prefix in enumerate(
+            ("map", "map_tie", "map@", "precision@", "recall@", "hamming_precision@", "hamming_recall@", "chance")
+        ):
             if k == prefix or (prefix.endswith("@") and k.startswith(prefix)):
                 num = k.split("@", 1)[1] if "@" in k else "0"
                 return (i, int(num) if num.isdigit() else 0, k)
@@ -46,16 +48,13 @@ def _metric_order(keys: list[str]) -> list[str]:
 
 
 def metrics_table(metrics: Mapping[str, Any], history: list[Mapping[str, Any]] | None = None, title: str = "") -> Table:
-    """Rows = metrics (map, map_tie, map@k, precision@k, chance), columns = I2T / T2I / avg."""
+    """Rows = metrics (map, map_tie, map@k, precision@k, recall@k, within-radius, chance), columns = I2T / T2I / avg."""
     table = Table(title=title or None, title_justify="left")
     table.add_column("metric")
     for _key, label in DIRECTION_LABELS:
         table.add_column(label, justify="right")
-    shown = [
-        k
-        for k in metrics.get("avg", {})
-        if k == "map" or k == "map_tie" or k == "chance" or k.startswith("map@") or k.startswith("precision@")
-    ]
+    prefixes = ("map@", "precision@", "recall@", "hamming_precision@", "hamming_recall@")
+    shown = [k for k in metrics.get("avg", {}) if k in ("map", "map_tie", "chance") or k.startswith(prefixes)]
     for k in _metric_order(shown):
         cells = []
         for d, _label in DIRECTION_LABELS:

@@ -60,25 +60,32 @@ class _Reevaluator:
 
     def __init__(self, results_dir: str | Path | None) -> None:
         self.results_dir = results_dir
-        self.cache: dict[str, dict[str, Any] | None] = {}
+        self.cache: dict[tuple[str, tuple[int, ...]], dict[str, Any] | None] = {}
 
-    def metrics(self, rec: Record) -> dict[str, Any] | None:
-        # evaluate_codes_file applies the NRCH convention (queries without relevant items
-        # excluded); a run recorded under another policy cannot be recomputed by it.
-        if self.results_dir is None or not rec.codes or rec.spec.zero_relevant != "exclude":
+    def metrics(self, rec: Record, metric: str) -> dict[str, Any] | None:
+        """The record's metrics recomputed from its codes, under its own zero-relevant policy,
+        with the record's top-k cut-offs plus the one ``metric`` asks for (e.g. ``map@50``)."""
+        if self.results_dir is None or not rec.codes:
             return None
-        if rec.run_id not in self.cache:
+        topk = set(rec.spec.topk)
+        _, _, k = metric.partition("@")
+        if k.isdigit() and not metric.startswith("hamming_"):
+            topk.add(int(k))
+        key = (rec.run_id, tuple(sorted(topk)))
+        if key not in self.cache:
             path = record_path(self.results_dir, rec).with_name(rec.codes)
-            self.cache[rec.run_id] = None
+            self.cache[key] = None
             if path.is_file():
                 from nrchbench.runner import evaluate_codes_file
 
                 log.info("evaluating run %s again from its saved codes %s", rec.run_id, path)
                 try:
-                    self.cache[rec.run_id] = evaluate_codes_file(path)
+                    self.cache[key] = evaluate_codes_file(
+                        path, topk=key[1], radius=rec.spec.radius, zero_relevant=rec.spec.zero_relevant
+                    )
                 except DataError as exc:
                     log.warning("cannot evaluate run %s from its codes: %s", rec.run_id, exc)
-        return self.cache[rec.run_id]
+        return self.cache[key]
 
 
 def _value(rec: Record, direction: str, metric: str, again: _Reevaluator) -> tuple[str, float]:
@@ -86,7 +93,7 @@ def _value(rec: Record, direction: str, metric: str, again: _Reevaluator) -> tup
         return "failed", math.nan
     metrics = rec.metrics.get(direction) or {}
     if metric not in metrics:
-        metrics = (again.metrics(rec) or {}).get(direction) or {}
+        metrics = (again.metrics(rec, metric) or {}).get(direction) or {}
     if metric not in metrics:
         return "not computed", math.nan
     v = metrics[metric]
