@@ -26,7 +26,7 @@ from nrchbench.registry import STRATEGIES
 from nrchbench.runner import run
 from nrchbench.spec import resolve_spec
 from nrchbench.strategies import check_strategy, refusal, strategy_params_for, wrap_strategy
-from nrchbench.strategies.label_head import elr_loss, elr_update, gce_loss, sce_loss
+from nrchbench.strategies.label_head import elr_loss, elr_update, gce_loss, label_set_ce, sce_loss
 from nrchbench.strategies.selection import divide, forget_rate_at, minmax_divide, noisy_fraction, small_loss_mask
 from nrchbench.testing import mock_data
 
@@ -176,6 +176,18 @@ def test_elr_target_update_and_loss_against_naive(mode: str) -> None:
     assert torch.isfinite(z.grad).all()
 
 
+def test_label_set_ce_is_the_cross_entropy_of_the_label_set() -> None:
+    z = torch.randn(7, 5, generator=gen(4), dtype=torch.float64)
+    y = multilabel(empty_row=True)
+    got = label_set_ce(z, y)
+    assert got[0].item() == pytest.approx(0.0, abs=1e-12)  # no positive label: no signal
+    for i in range(1, 7):
+        p = _softmax_row(z[i].tolist())
+        assert got[i].item() == pytest.approx(-math.log(sum(pc for pc, yc in zip(p, y[i].tolist()) if yc)))
+    t = torch.tensor([2, 0, 4, 1, 1, 3, 0])
+    assert torch.allclose(label_set_ce(z, F.one_hot(t, 5).double()), F.cross_entropy(z, t, reduction="none"))
+
+
 def test_elr_first_visit_gives_a_scaled_prediction_not_a_distribution() -> None:
     z = torch.randn(3, 4, generator=gen(1))
     t = elr_update(torch.zeros(3, 4), z, 0.7)
@@ -287,6 +299,21 @@ def test_nrch_kept_rows_are_the_whole_batch(data) -> None:
         assert torch.allclose(a, b, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["nrch-nodns", "dcmh"])
+def test_train_codes_are_the_step_codes_of_every_row(name: str, data) -> None:
+    m = create_method(name, BITS, "tiny")
+    m.setup(data.train, Rng(0))
+    codes = m.train_codes(data.train)
+    m.begin_epoch(0, data.train, Rng(0), EpochLog(0))
+    step = next(iter(m.epoch_steps(0, data.train, None)))
+    view = m.forward_step(step, data.train)
+    for modality, c in view.codes.items():
+        assert torch.allclose(codes[modality][step.idx], c.detach(), atol=1e-5)
+    assert codes.keys() == {"image", "text"} and codes["image"].shape == (data.train.n, BITS)
+    if name == "nrch-nodns":  # unit-norm outputs rescaled: a binary output is ±1
+        assert torch.allclose(codes["text"].norm(dim=1), torch.full((data.train.n,), math.sqrt(BITS)), atol=1e-4)
+
+
 def test_methods_without_the_capability_refuse_its_hooks() -> None:
     m = create_method("djsrh", BITS, "tiny")
     with pytest.raises(NotImplementedError, match="supports_strategies"):
@@ -372,29 +399,33 @@ def test_grids_leave_refused_pairs_out_with_a_warning(caplog: pytest.LogCaptureF
 
 
 # ============================================================================ neutral settings = the base
-NEUTRAL = {
-    "gmm-select": {"warmup": 99},
-    "coteaching": {"forget_rate": 0.0},
-    "gce": {"head_weight": 0.0},
-    "sce": {"head_weight": 0.0},
-    "elr": {"head_weight": 0.0},
-}
+NEUTRAL = [
+    ("gmm-select", {"warmup": 99}),
+    ("gmm-select", {"warmup": 99, "signal": "probe"}),  # the probe trains, on detached codes
+    ("coteaching", {"forget_rate": 0.0}),
+    ("coteaching", {"forget_rate": 0.0, "signal": "probe"}),
+    ("gce", {"head_weight": 0.0}),
+    ("sce", {"head_weight": 0.0}),
+    ("elr", {"head_weight": 0.0}),
+]
 
 
-@pytest.mark.parametrize("strategy", sorted(NEUTRAL))
+def spec_like(strategy: str, params: dict, noise_rate: float = 0.5):
+    """The three fields of a RunSpec that :func:`wrap_strategy` reads."""
+    return type("Spec", (), {"strategy": strategy, "strategy_params": params, "noise_rate": noise_rate})
+
+
+@pytest.mark.parametrize(("strategy", "params"), NEUTRAL)
 @pytest.mark.parametrize("method", ["nrch-nodns", "dcmh"])
-def test_neutral_settings_reproduce_the_base_bit_for_bit(method: str, strategy: str, data) -> None:
-    def fit(strategy_name: str):
-        _, params = METHODS.get(method).resolve_params("tiny", {"epochs": 2})
-        m = METHODS.get(method)(bits=BITS, **params)
-        spec = type("S", (), {"strategy": strategy_name, "strategy_params": NEUTRAL.get(strategy_name, {})})
-        spec.noise_rate = 0.5
-        w = wrap_strategy(spec, m)
+def test_neutral_settings_reproduce_the_base_bit_for_bit(method: str, strategy: str, params: dict, data) -> None:
+    def fit(spec):
+        _, hyper = METHODS.get(method).resolve_params("tiny", {"epochs": 2})
+        w = wrap_strategy(spec, METHODS.get(method)(bits=BITS, **hyper))
         w.fit(data.train, seed=4)
         with torch.no_grad():
             return w.encode("image", data.query_image), w.encode("text", data.query_text)
 
-    base, wrapped = fit("none"), fit(strategy)
+    base, wrapped = fit(spec_like("none", {})), fit(spec_like(strategy, params))
     assert torch.equal(base[0], wrapped[0]) and torch.equal(base[1], wrapped[1])
 
 
@@ -431,6 +462,23 @@ def test_gmm_select_trains_only_on_its_division(data) -> None:
             assert log.mixture is not None and log.times["sample_loss"] >= 0
 
 
+def test_gmm_select_probe_divides_the_probe_cross_entropy(data) -> None:
+    m = create_method("nrch-nodns", BITS, "tiny")
+    strat = STRATEGIES.get("gmm-select")(m, {"warmup": 1, "signal": "probe"})
+    rng = Rng(3)
+    m.setup(data.train, rng)
+    strat.setup(data.train, rng)
+    head_before = strat.probe.head.weight.detach().clone()
+    strat.train_epoch(0, data.train, rng)
+    assert not torch.equal(strat.probe.head.weight, head_before)  # the probe learns in the warm-up
+    with torch.no_grad():
+        codes = m.train_codes(data.train)
+        naive = sum(label_set_ce(strat.probe.head(c), data.train.labels) for c in codes.values())
+    log = strat.train_epoch(1, data.train, rng)
+    np.testing.assert_allclose(log.sample_loss, minmax_divide(naive.double().numpy()), atol=1e-6)
+    assert "loss_probe" in log.losses and log.selected.sum() < data.train.n
+
+
 def log_seed(seed: int, epoch: int) -> int:
     return Rng(seed).seed("strategy", "gmm-select", epoch) % (2**32)
 
@@ -456,9 +504,8 @@ def test_coteaching_updates_each_network_on_the_peers_small_loss_rows(data) -> N
 def test_coteaching_oracle_reads_the_nominal_rate_and_estimate_fits_a_mixture(data) -> None:
     for fr, want in (("oracle", 0.5), ("estimate", None)):
         m = create_method("nrch-nodns", BITS, "tiny")
-        spec = type("S", (), {"strategy": "coteaching", "strategy_params": {"forget_rate": fr, "num_gradual": 2}})
-        spec.noise_rate = 0.5
         logs = []
+        spec = spec_like("coteaching", {"forget_rate": fr, "num_gradual": 2})
         wrap_strategy(spec, m).fit(data.train, seed=0, callback=logs.append)
         assert logs[0].values["forget_rate"] == 0.0
         if want is not None:
@@ -516,6 +563,16 @@ def test_every_method_strategy_pair_runs_or_is_refused(method: str, strategy: st
         assert "sample_loss_hist" in rec.diagnostics
     if strategy in ("gce", "sce", "elr"):
         assert all("loss_head" in h for h in history)
+
+
+@pytest.mark.parametrize("strategy", ["gmm-select", "coteaching"])
+@pytest.mark.parametrize("method", ["nrch-nodns", "dcmh"])
+def test_probe_signal_runs_end_to_end(method: str, strategy: str) -> None:
+    kw = {"bits": BITS, "preset": "tiny", "device": "cpu", "dataset_options": SMALL, "params": {"epochs": 2}}
+    params = {**FAST_PARAMS, "signal": "probe"}
+    rec = run(resolve_spec(method, strategy=strategy, strategy_params=params, **kw))
+    assert rec.status == "ok" and rec.spec.strategy_params["signal"] == "probe"
+    assert rec.to_dict()["history"][-1]["selected_fraction"] < 1.0
 
 
 def test_cli_lists_and_runs_a_strategy(tmp_path) -> None:

@@ -36,6 +36,7 @@ one ``train_epoch``::
     def update_step(self, view, data, plan): ...              # loss on the kept/weighted rows (+ plan.extra), step
     def end_epoch(self, epoch, data, log): ...                # epoch-end updates, log.losses
     def train_sample_losses(self, data): ...                  # -> per-sample loss of every training row (eval)
+    def train_codes(self, data): ...                          # -> every training row's codes (±1 scale, eval)
     def add_parameters(self, params): ...                     # optimise a strategy's parameters (a label head)
 
 :meth:`HashingMethod.run_epoch` chains them (and is the default ``train_epoch``), so the plain
@@ -71,6 +72,7 @@ __all__ = [
     "StepPlan",
     "StepView",
     "TrainData",
+    "apply_plan",
     "check_epoch_losses",
     "derive_seed",
     "fit_epochs",
@@ -302,6 +304,21 @@ class StepPlan:
 StepHook = Callable[[StepView], "StepPlan | None"]
 
 
+def apply_plan(
+    plan: StepPlan | None, *rows: torch.Tensor
+) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None, torch.Tensor | None]:
+    """A plan applied to a step's per-row tensors: (the tensors on the kept rows, their
+    weights, the extra loss). Without a plan, or when every row is kept, the tensors are
+    returned as they are (so a full plan computes exactly what the plain step computes)."""
+    if plan is None:
+        return rows, None, None
+    weights = plan.weights
+    if plan.keep is not None and not bool(plan.keep.all()):
+        rows = tuple(r[plan.keep] for r in rows)
+        weights = None if weights is None else weights[plan.keep]
+    return rows, weights, plan.extra
+
+
 # ---------------------------------------------------------------------- the base class
 class HashingMethod:
     """Base class of cross-modal hashing methods (see the module docstring).
@@ -320,7 +337,7 @@ class HashingMethod:
             clean mask in :class:`TrainData`.
         supports_strategies: True when the method implements the step hooks (``begin_epoch``,
             ``epoch_steps``, ``forward_step``, ``update_step``, ``end_epoch``) and
-            ``train_sample_losses`` and ``add_parameters``, so that a robust-training strategy
+            ``train_sample_losses``, ``train_codes`` and ``add_parameters``, so that a robust-training strategy
             can wrap it (see the module docstring). Only supervised methods can declare it.
     """
 
@@ -476,6 +493,11 @@ class HashingMethod:
         networks: eval mode, no autograd, in chunks; float64 array of shape (n,). Partners of
         pairwise terms are every training row (no batch sampling noise)."""
         raise self._no_capability("train_sample_losses")
+
+    def train_codes(self, data: TrainData) -> dict[str, torch.Tensor]:
+        """Every training row's outputs on the scale of the binary codes (as ``StepView.codes``),
+        per modality: eval mode, no autograd (what a strategy's label probe reads for all rows)."""
+        raise self._no_capability("train_codes")
 
     def add_parameters(self, params: Iterable[nn.Parameter]) -> None:
         """Optimise extra parameters (a strategy's label head) together with the networks,

@@ -66,7 +66,7 @@ from torch import nn
 
 from nrchbench.errors import ConfigError, RunFailed
 from nrchbench.methods._common import ImageHead, image_head, mlp
-from nrchbench.methods.base import EpochLog, HashingMethod, Rng, Step, StepPlan, StepView, TrainData
+from nrchbench.methods.base import EpochLog, HashingMethod, Rng, Step, StepPlan, StepView, TrainData, apply_plan
 from nrchbench.params import Params
 from nrchbench.registry import METHODS
 
@@ -311,13 +311,8 @@ class DCMH(HashingMethod):
 
     def update_step(self, view: StepView, data: TrainData, plan: StepPlan | None = None) -> None:
         _, opt, _, own, _ = self._part(view.step.part)
-        out, s, other, idx = view.state["out"], view.state["s"], view.state["other"], view.step.idx
-        weights = extra = None
-        if plan is not None:
-            weights, extra = plan.weights, plan.extra
-            if plan.keep is not None and not bool(plan.keep.all()):
-                out, s, idx = out[plan.keep], s[plan.keep], idx[plan.keep]
-                weights = None if weights is None else weights[plan.keep]
+        other = view.state["other"]
+        (out, s, idx), weights, extra = apply_plan(plan, view.state["out"], view.state["s"], view.step.idx)
         if idx.numel() == 0:
             return
         norm = float(other.shape[0] * idx.numel())
@@ -373,6 +368,10 @@ class DCMH(HashingMethod):
         if not np.isfinite(losses).all():
             raise RunFailed(f"NaN in {self.name} per-sample training loss; lower 'lr' or check the input features")
         return losses
+
+    @torch.no_grad()
+    def train_codes(self, data: TrainData) -> dict[str, torch.Tensor]:
+        return {"image": self.encode("image", data.image), "text": self.encode("text", data.text)}
 
     def add_parameters(self, params: Iterable[nn.Parameter]) -> None:
         """Extra parameters join both optimisers (plain SGD, the epoch's lr): image steps update

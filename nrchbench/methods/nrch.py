@@ -42,7 +42,17 @@ from torch import nn
 
 from nrchbench.errors import ConfigError, RunFailed
 from nrchbench.methods._common import iter_batches, mlp
-from nrchbench.methods.base import EpochLog, HashingMethod, Mixture, Rng, Step, StepPlan, StepView, TrainData
+from nrchbench.methods.base import (
+    EpochLog,
+    HashingMethod,
+    Mixture,
+    Rng,
+    Step,
+    StepPlan,
+    StepView,
+    TrainData,
+    apply_plan,
+)
 from nrchbench.params import Params
 from nrchbench.registry import METHODS
 
@@ -72,6 +82,15 @@ PAIR_CHUNK = 2**22
 
 
 # ============================================================================ losses
+def _mask_label_sharing(logits: torch.Tensor, T: torch.Tensor, mask: str) -> torch.Tensor:
+    """Label-sharing pairs T get logit 0 (``zero``, the code) or −∞ (``exclude``)."""
+    if mask == "zero":
+        return logits * (~T).to(logits.dtype)
+    if mask == "exclude":
+        return logits.masked_fill(T, float("-inf"))
+    raise ConfigError(f"nrch parameter 'rch_mask': expected 'zero' or 'exclude', got {mask!r}")
+
+
 def _rch_rows(S: torch.Tensor, T: torch.Tensor, margin: float, shift: float, tau: float, mask: str) -> torch.Tensor:
     """Row-anchored RCH term ℓ(i) = −ĉ_ii + τ·log Σ_j exp(z_ij) + m for a square S."""
     d = S.diagonal()
@@ -79,13 +98,7 @@ def _rch_rows(S: torch.Tensor, T: torch.Tensor, margin: float, shift: float, tau
     c = torch.where(hard, S, S - shift)
     eye = torch.eye(S.shape[0], dtype=torch.bool, device=S.device)
     c_max = torch.where(eye, c.diagonal().clamp(min=0)[:, None].expand_as(c), c)
-    logits = c_max / tau
-    if mask == "zero":
-        logits = logits * (~T).to(logits.dtype)
-    elif mask == "exclude":
-        logits = logits.masked_fill(T, float("-inf"))
-    else:
-        raise ConfigError(f"nrch parameter 'rch_mask': expected 'zero' or 'exclude', got {mask!r}")
+    logits = _mask_label_sharing(c_max / tau, T, mask)
     return -c.diagonal() + tau * torch.logsumexp(logits, dim=1) + margin
 
 
@@ -171,6 +184,20 @@ def per_sample_loss(h: torch.Tensor, g: torch.Tensor, W: torch.Tensor, labels: t
     return (err * labels).max(dim=1).values
 
 
+def _rch(u: torch.Tensor, v: torch.Tensor, labels: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+    """:func:`rch_loss` with the method's parameters."""
+    return rch_loss(
+        u,
+        v,
+        labels,
+        margin=params["margin"],
+        shift=params["shift"],
+        tau=params["tau"],
+        bidirectional=params["rch_bidirectional"],
+        mask=params["rch_mask"],
+    )
+
+
 def nrch_batch_loss(
     h: torch.Tensor,
     g: torch.Tensor,
@@ -188,16 +215,7 @@ def nrch_batch_loss(
     ``loss_rch`` (L_r), ``loss_q`` (L_q) and ``loss_w`` (L_W; weighted when ``weights`` is given).
     """
     u, v = h.tanh(), g.tanh()  # the code applies tanh a second time inside the loss
-    lr = rch_loss(
-        u,
-        v,
-        labels,
-        margin=params["margin"],
-        shift=params["shift"],
-        tau=params["tau"],
-        bidirectional=params["rch_bidirectional"],
-        mask=params["rch_mask"],
-    )
+    lr = _rch(u, v, labels, params)
     lq = quantization_loss(u, v)
     lam = params["lam"]
     if weights is None:
@@ -214,18 +232,12 @@ def nrch_sample_loss(
     """The batch's training loss attributed to each sample: λL_r(i) + (1−λ)L_q(i) + L_W(i),
     with the batch's rows as the contrastive partners (its mean is the batch's ``loss``). Shape (n,)."""
     u, v = h.tanh(), g.tanh()
-    lr = rch_loss(
-        u,
-        v,
-        labels,
-        margin=params["margin"],
-        shift=params["shift"],
-        tau=params["tau"],
-        bidirectional=params["rch_bidirectional"],
-        mask=params["rch_mask"],
-    )
     lam = params["lam"]
-    return lam * lr + (1.0 - lam) * quantization_loss(u, v) + prototype_sample_loss(h, g, W, labels)
+    return (
+        lam * _rch(u, v, labels, params)
+        + (1.0 - lam) * quantization_loss(u, v)
+        + prototype_sample_loss(h, g, W, labels)
+    )
 
 
 def _rch_rows_against(
@@ -240,13 +252,7 @@ def _rch_rows_against(
     is_own = torch.zeros_like(hard)
     is_own[ar, own] = True
     cd = c[ar, own]
-    logits = torch.where(is_own, cd.clamp(min=0)[:, None].expand_as(c), c) / tau
-    if mask == "zero":
-        logits = logits * (~T).to(logits.dtype)
-    elif mask == "exclude":
-        logits = logits.masked_fill(T, float("-inf"))
-    else:
-        raise ConfigError(f"nrch parameter 'rch_mask': expected 'zero' or 'exclude', got {mask!r}")
+    logits = _mask_label_sharing(torch.where(is_own, cd.clamp(min=0)[:, None].expand_as(c), c) / tau, T, mask)
     return -cd + tau * torch.logsumexp(logits, dim=1) + margin
 
 
@@ -509,13 +515,7 @@ class NRCH(HashingMethod):
         )
 
     def update_step(self, view: StepView, data: TrainData, plan: StepPlan | None = None) -> None:
-        h, g, y = view.state["h"], view.state["g"], view.state["y"]
-        weights = extra = None
-        if plan is not None:
-            weights, extra = plan.weights, plan.extra
-            if plan.keep is not None and not bool(plan.keep.all()):
-                h, g, y = h[plan.keep], g[plan.keep], y[plan.keep]
-                weights = None if weights is None else weights[plan.keep]
+        (h, g, y), weights, extra = apply_plan(plan, view.state["h"], view.state["g"], view.state["y"])
         if h.shape[0] == 0:
             return
         terms = nrch_batch_loss(h, g, self.W, y, self._pd, weights)
@@ -550,6 +550,11 @@ class NRCH(HashingMethod):
         if not np.isfinite(losses).all():
             raise RunFailed(f"NaN in {self.name} per-sample training loss; lower 'lr' or check the input features")
         return losses
+
+    @torch.no_grad()
+    def train_codes(self, data: TrainData) -> dict[str, torch.Tensor]:
+        scale = math.sqrt(self.bits)
+        return {"image": self.encode("image", data.image) * scale, "text": self.encode("text", data.text) * scale}
 
     def add_parameters(self, params: Iterable[nn.Parameter]) -> None:
         """Extra parameters join the image optimiser (RMSprop, the method's lr and weight decay), like W."""

@@ -33,7 +33,7 @@ from nrchbench.params import Params
 from nrchbench.registry import STRATEGIES
 from nrchbench.strategies.base import Strategy
 
-__all__ = ["ELR", "GCE", "SCE", "elr_loss", "elr_update", "gce_loss", "label_set_mass", "sce_loss"]
+__all__ = ["ELR", "GCE", "SCE", "elr_loss", "elr_update", "gce_loss", "label_set_ce", "label_set_mass", "sce_loss"]
 
 MLMode = Literal["set", "binary"]
 #: floor of a probability raised to a power < 1 or logged (gradients stay finite)
@@ -45,6 +45,13 @@ ELR_CLAMP = 1e-4
 def label_set_mass(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """p_Y = Σ_c ỹ_c softmax(z)_c per row."""
     return (z.softmax(dim=1) * y).sum(1)
+
+
+def label_set_ce(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """−log p_Y per row from the log-softmax (the cross-entropy of ``F.cross_entropy`` for one
+    label per row); a row without a positive label gets 0 (its whole distribution counts)."""
+    y = torch.where(y.sum(1, keepdim=True) > 0, y, torch.ones_like(y))
+    return -torch.logsumexp(z.log_softmax(dim=1).masked_fill(y <= 0, float("-inf")), dim=1)
 
 
 def gce_loss(z: torch.Tensor, y: torch.Tensor, q: float = 0.7, mode: MLMode = "set") -> torch.Tensor:
@@ -96,11 +103,8 @@ def elr_loss(
     CE = mean_c BCE, regulariser mean_c log(1 − σ_c t_c − (1 − σ_c)(1 − t_c)) with σ clamped.
     """
     if mode == "set":
-        log_p = z.log_softmax(dim=1)
-        ce = -torch.logsumexp(log_p.masked_fill(y <= 0, float("-inf")), dim=1)
-        p = log_p.exp().clamp(ELR_CLAMP, 1.0 - ELR_CLAMP)
-        reg = (1.0 - (target * p).sum(1)).log()
-        return ce + lam * reg
+        p = z.softmax(dim=1).clamp(ELR_CLAMP, 1.0 - ELR_CLAMP)
+        return label_set_ce(z, y) + lam * (1.0 - (target * p).sum(1)).log()
     s = torch.sigmoid(z).clamp(ELR_CLAMP, 1.0 - ELR_CLAMP)
     ce = F.binary_cross_entropy_with_logits(z, y, reduction="none").mean(1)
     reg = (1.0 - s * target - (1.0 - s) * (1.0 - target)).log().mean(1)

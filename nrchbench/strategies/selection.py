@@ -2,7 +2,8 @@
 
 Both train the base method only on the samples they judge clean, from the base's *own*
 per-sample training loss (``HashingMethod.train_sample_losses`` over every row, or a step's
-``StepView.sample_loss`` over its batch), and log ``selected`` every epoch so the runner
+``StepView.sample_loss`` over its batch) — or, with ``signal=probe``, from the cross-entropy of
+a linear label probe on the detached codes (:class:`LabelProbe`) — and log ``selected`` every epoch so the runner
 records the selected fraction and precision/recall against the clean mask. Formulations,
 defaults and the adaptations to cross-modal hashing: ``docs/METHODS.md`` §10 and
 ``../shared/docs/PEERS.md`` §6.1–6.2.
@@ -16,16 +17,19 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from nrchbench.methods.base import EpochLog, Mixture, Rng, StepPlan, StepView, TrainData
+from nrchbench.methods._common import linear
+from nrchbench.methods.base import EpochLog, HashingMethod, Mixture, Rng, StepPlan, StepView, TrainData
 from nrchbench.methods.nrch import gmm_clean_posterior
 from nrchbench.params import Params
 from nrchbench.registry import STRATEGIES
 from nrchbench.strategies.base import Strategy, all_rows
+from nrchbench.strategies.label_head import label_set_ce
 
 __all__ = [
     "AVERAGE_FROM_RATE",
     "CoTeaching",
     "GMMSelect",
+    "LabelProbe",
     "divide",
     "forget_rate_at",
     "minmax_divide",
@@ -94,6 +98,41 @@ def noisy_fraction(info: dict[str, list[float]]) -> float:
     return float(info["weights"][-1]) if len(info["weights"]) == 2 else 0.0
 
 
+# ============================================================================ the probe signal
+Signal = Literal["loss", "probe"]
+SIGNAL_DESCRIPTION = (
+    "loss: the base's own per-sample training loss; probe: the cross-entropy of a linear label probe "
+    "on the detached codes (a label-informative signal for bases whose loss barely uses labels, e.g. NRCH's)"
+)
+
+
+class LabelProbe:
+    """A linear label probe z = W·sg(c) + b on the detached codes, trained on the noisy labels
+    with the set-mode cross-entropy −log p_Y by the base's optimiser (``add_parameters``).
+
+    The codes get no gradient from it, so it never changes what the base learns — like NRCH's
+    prototype matrix W, which is trained only by a detached loss and acts only through the
+    selection. Its per-row cross-entropy (summed over the modalities) is a label-noise signal.
+    """
+
+    def __init__(self, method: HashingMethod, data: TrainData, generator: torch.Generator) -> None:
+        self.method = method
+        self.head = linear(method.bits, data.num_classes, generator).to(data.device)
+        method.add_parameters(self.head.parameters())
+        self.labels = data.labels.to(torch.float32)
+
+    def step_losses(self, view: StepView) -> torch.Tensor:
+        """Per-row probe loss of a step's batch (autograd into the probe only)."""
+        y = self.labels[view.step.idx]
+        return sum(label_set_ce(self.head(c.detach()), y) for c in view.codes.values())
+
+    @torch.no_grad()
+    def train_losses(self, data: TrainData) -> np.ndarray:
+        """Per-row probe loss of every training row (eval, no autograd), float64."""
+        codes = self.method.train_codes(data)
+        return sum(label_set_ce(self.head(c), self.labels) for c in codes.values()).double().cpu().numpy()
+
+
 # ============================================================================ gmm-select
 class GMMSelectParams(Params):
     """DivideMix's division (official Train_cifar.py defaults)."""
@@ -106,6 +145,7 @@ class GMMSelectParams(Params):
         "(DivideMix's r = 0.9 rule; reads the rate)",
     )
     window: int = Field(5, ge=1, description="epochs averaged when averaging")
+    signal: Signal = Field("loss", description=SIGNAL_DESCRIPTION)
     gmm_max_iter: int = Field(10, ge=1)
     gmm_tol: float = Field(1e-2, gt=0)
     gmm_reg_covar: float = Field(5e-4, ge=0)
@@ -131,6 +171,20 @@ class GMMSelect(Strategy):
 
     def setup(self, data: TrainData, rng: Rng) -> None:
         self._history: list[np.ndarray] = []
+        self.probe = None
+        if self.p.signal == "probe":
+            self.probe = LabelProbe(self.method, data, rng.torch("strategy", "gmm-select", "probe"))
+
+    def on_step(self, view: StepView) -> StepPlan | None:
+        if self.probe is None:
+            return None
+        loss = self.probe.step_losses(view).mean()
+        self._probe_sum, self._probe_steps = self._probe_sum + loss.detach(), self._probe_steps + 1
+        return StepPlan(extra=loss)
+
+    def signal(self, data: TrainData) -> np.ndarray:
+        """The per-row signal the GMM divides (before normalisation)."""
+        return self.method.train_sample_losses(data) if self.probe is None else self.probe.train_losses(data)
 
     def averaging(self) -> bool:
         if self.p.average == "auto":
@@ -141,9 +195,10 @@ class GMMSelect(Strategy):
     def train_epoch(self, epoch: int, data: TrainData, rng: Rng) -> EpochLog:
         log = EpochLog(epoch)
         keep = None
+        self._probe_sum, self._probe_steps = torch.zeros((), device=data.device), 0
         if epoch >= self.p.warmup:
             with log.timer("sample_loss", data.device):
-                self._history.append(minmax_divide(self.method.train_sample_losses(data)))
+                self._history.append(minmax_divide(self.signal(data)))
                 del self._history[: -self.p.window]
             with log.timer("gmm"):
                 keep, _, x, info = divide(
@@ -157,8 +212,10 @@ class GMMSelect(Strategy):
                     random_state=rng.seed("strategy", "gmm-select", epoch) % (2**32),
                 )
             log.sample_loss, log.mixture = x, Mixture(**info)
-        log = self.method.run_epoch(epoch, data, rng, log=log, keep=keep)
+        log = self.method.run_epoch(epoch, data, rng, log=log, keep=keep, on_step=self.on_step)
         log.selected = keep if keep is not None else all_rows(data.n)
+        if self.probe is not None and self._probe_steps:
+            log.losses["loss_probe"] = float(self._probe_sum.item()) / self._probe_steps
         return log
 
 
@@ -176,6 +233,7 @@ class CoTeachingParams(Params):
     )
     num_gradual: int = Field(10, ge=1, description="T_k: epochs of the linear ramp of the forget rate")
     exponent: float = Field(1.0, gt=0, description="c: the ramp ends at τ^c")
+    signal: Signal = Field("loss", description=SIGNAL_DESCRIPTION)
 
 
 @STRATEGIES.register("coteaching")
@@ -190,6 +248,8 @@ class CoTeaching(Strategy):
     ``estimate`` (default, no oracle): τ̂ = the weight of the higher-mean component of the
     DivideMix GMM fitted to A's normalised per-sample losses of all rows at the start of the
     epoch; ``oracle``: the nominal noise rate (the original's default; an oracle); or a number.
+    ``signal=probe`` ranks by each model's own :class:`LabelProbe` loss instead (each probe
+    trains on the rows its model trains on).
 
     Logs ``selected`` (rows that trained A this epoch), values ``forget_rate``,
     ``forget_rate_target`` and ``visited_fraction`` (rows in at least one batch; below 1 for
@@ -206,6 +266,16 @@ class CoTeaching(Strategy):
         self.peer = type(base)(bits=base.bits, **base.params)
         self._peer_rng = Rng(rng.seed("strategy", "coteaching", "peer"))
         self.peer.setup(data, self._peer_rng)
+        self.probes = None
+        if self.p.signal == "probe":
+            self.probes = (
+                LabelProbe(base, data, rng.torch("strategy", "coteaching", "probe")),
+                LabelProbe(self.peer, data, self._peer_rng.torch("strategy", "coteaching", "probe")),
+            )
+
+    def ranking(self, view: StepView, which: int) -> torch.Tensor:
+        """The per-row loss model ``which`` (0 = A, 1 = B) ranks a batch by (with autograd into a probe)."""
+        return view.sample_loss if self.probes is None else self.probes[which].step_losses(view)
 
     def target_rate(self, epoch: int, data: TrainData, rng: Rng, log: EpochLog) -> float:
         """τ of this epoch (estimated from A's losses, the oracle rate, or the given number)."""
@@ -217,7 +287,8 @@ class CoTeaching(Strategy):
         if forget_rate_at(epoch, 1.0, self.p.num_gradual, self.p.exponent) == 0.0:
             return 0.0  # the ramp's first epoch forgets nothing whatever τ is: no estimate needed
         with log.timer("sample_loss", data.device):
-            x = minmax_divide(self.method.train_sample_losses(data))
+            signal = self.method.train_sample_losses if self.probes is None else self.probes[0].train_losses
+            x = minmax_divide(signal(data))
         with log.timer("gmm"):
             seed = rng.seed("strategy", "coteaching", "estimate", epoch) % (2**32)
             _, info = gmm_clean_posterior(x, max_iter=10, tol=1e-2, reg_covar=5e-4, random_state=seed)
@@ -235,12 +306,16 @@ class CoTeaching(Strategy):
 
         def on_step(view: StepView) -> StepPlan:
             peer_view = peer.forward_step(view.step, data)
-            for_a = small_loss_mask(peer_view.sample_loss, rate)  # B's small-loss rows teach A
-            for_b = small_loss_mask(view.sample_loss, rate)
-            peer.update_step(peer_view, data, StepPlan(keep=for_b))
+            loss_a, loss_b = self.ranking(view, 0), self.ranking(peer_view, 1)
+            for_a = small_loss_mask(loss_b, rate)  # B's small-loss rows teach A
+            for_b = small_loss_mask(loss_a, rate)
+            probe_a = probe_b = None  # a probe trains on the rows its model trains on
+            if self.probes is not None:
+                probe_a, probe_b = loss_a[for_a].mean(), loss_b[for_b].mean()
+            peer.update_step(peer_view, data, StepPlan(keep=for_b, extra=probe_b))
             trained[view.step.idx[for_a]] = True
             visited[view.step.idx] = True
-            return StepPlan(keep=for_a)
+            return StepPlan(keep=for_a, extra=probe_a)
 
         log = self.method.run_epoch(epoch, data, rng, log=log, on_step=on_step)
         peer.end_epoch(epoch, data, peer_log)
