@@ -575,6 +575,12 @@ def test_probe_signal_runs_end_to_end(method: str, strategy: str) -> None:
     assert rec.to_dict()["history"][-1]["selected_fraction"] < 1.0
 
 
+def test_val_model_selection_restores_the_wrapped_method() -> None:
+    kw = {"bits": BITS, "preset": "tiny", "device": "cpu", "dataset_options": SMALL, "params": {"epochs": 3}}
+    rec = run(resolve_spec("nrch-nodns", strategy="elr", selection="val", val_size=60, **kw))
+    assert rec.status == "ok" and rec.selection["rule"] == "val" and len(rec.selection["history"]) == 3
+
+
 def test_cli_lists_and_runs_a_strategy(tmp_path) -> None:
     from nrchbench.cli import main
 
