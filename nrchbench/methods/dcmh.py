@@ -355,16 +355,14 @@ class DCMH(HashingMethod):
         g = self.encode("text", data.text)
         n = data.n
         chunk = max(1, 2**22 // max(n, 1))
-        out = []
-        for start in range(0, n, chunk):
+        rows_mean, cols_sum = [], torch.zeros(n, dtype=f.dtype, device=f.device)
+        for start in range(0, n, chunk):  # ℓ_ij over image rows i × text columns j, once
             rows = slice(start, min(start + chunk, n))
-            s = label_similarity(self._labels[rows], self._labels)
-            a = 0.5 * (f[rows] @ g.T)
-            b = 0.5 * (g[rows] @ f.T)
-            la = (F.softplus(a) - s * a).mean(1)
-            lb = (F.softplus(b) - s * b).mean(1)
-            out.append(0.5 * (la + lb))
-        losses = torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
+            theta = 0.5 * (f[rows] @ g.T)
+            ell = F.softplus(theta) - label_similarity(self._labels[rows], self._labels) * theta
+            rows_mean.append(ell.mean(1))
+            cols_sum += ell.sum(0)  # S is symmetric: column i holds ℓ(F_j, G_i)
+        losses = (0.5 * (torch.cat(rows_mean) + cols_sum / n)).double().cpu().numpy() if n else np.zeros(0)
         if not np.isfinite(losses).all():
             raise RunFailed(f"NaN in {self.name} per-sample training loss; lower 'lr' or check the input features")
         return losses
