@@ -5,7 +5,7 @@ per-sample training loss (``HashingMethod.train_sample_losses`` over every row, 
 ``StepView.sample_loss`` over its batch) — or, with ``signal=probe``, from the cross-entropy of
 a linear label probe on the detached codes (:class:`LabelProbe`) — and log ``selected`` every epoch so the runner
 records the selected fraction and precision/recall against the clean mask. Formulations,
-defaults and the adaptations to cross-modal hashing: ``docs/METHODS.md`` §10 and
+defaults and the adaptations to cross-modal hashing: ``docs/METHODS.md`` §11 and
 ``../shared/docs/PEERS.md`` §6.1–6.2.
 """
 
