@@ -198,7 +198,10 @@ class _Run:
         with self._phase("noise"):
             data, clean_mask = self._noisy_training_data(ds, image, text)
 
-        method: HashingMethod = _method_class(rs.method)(bits=rs.bits, **rs.resolved_params)
+        from nrchbench.strategies import wrap_strategy
+
+        # A robust-training strategy (if any) wraps the method; the runner trains and encodes the wrapper.
+        method = wrap_strategy(rs, _method_class(rs.method)(bits=rs.bits, **rs.resolved_params))
         selector = (
             ValSelector(method, ds, image, text, self._encode, self.device, rs.val_every)
             if rs.selection == "val"

@@ -18,9 +18,16 @@ _KINDS = {
     "noise-models": "noise",
     "methods": "methods",
     "method": "methods",
+    "strategies": "strategies",
+    "strategy": "strategies",
 }
-_PACKAGES = {"datasets": "nrchbench.datasets", "noise": "nrchbench.noise", "methods": "nrchbench.methods"}
-_TITLES = {"datasets": "datasets", "noise": "noise models", "methods": "methods"}
+_PACKAGES = {
+    "datasets": "nrchbench.datasets",
+    "noise": "nrchbench.noise",
+    "methods": "nrchbench.methods",
+    "strategies": "nrchbench.strategies",
+}
+_TITLES = {"datasets": "datasets", "noise": "noise models", "methods": "methods", "strategies": "strategies"}
 
 
 def registry_rows(kind: str) -> list[dict[str, str]]:
@@ -31,7 +38,12 @@ def registry_rows(kind: str) -> list[dict[str, str]]:
         importlib.import_module(_PACKAGES[kind])
     except Exception as exc:  # a broken part must not break the listing of the others
         warnings.warn(f"{_PACKAGES[kind]} failed to import: {type(exc).__name__}: {exc}", stacklevel=2)
-    reg = {"datasets": registry.DATASETS, "noise": registry.NOISE, "methods": registry.METHODS}[kind]
+    reg = {
+        "datasets": registry.DATASETS,
+        "noise": registry.NOISE,
+        "methods": registry.METHODS,
+        "strategies": registry.STRATEGIES,
+    }[kind]
     return reg.describe()
 
 
@@ -51,12 +63,12 @@ def rows_table(kind: str, rows: list[dict[str, str]]) -> Table:
 @click.argument("what", required=False, type=click.Choice(sorted(_KINDS), case_sensitive=False))
 @click.option("--plugin", "plugins", multiple=True, help="Import a plugin module or .py file first (repeatable).")
 def list_cmd(what: str | None, plugins: tuple[str, ...]) -> None:
-    """List registered datasets, noise models and methods (WHAT: datasets, noise or methods; default all)."""
+    """List registered datasets, noise models, methods and strategies (WHAT: one of them; default all)."""
     from nrchbench.cli.common import handle_errors
 
     with handle_errors():
         import_plugins(plugins)
-    kinds = [_KINDS[what.lower()]] if what else ["datasets", "noise", "methods"]
+    kinds = [_KINDS[what.lower()]] if what else ["datasets", "noise", "methods", "strategies"]
     for kind in kinds:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

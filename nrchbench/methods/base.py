@@ -24,6 +24,23 @@ A method author writes::
         def encode_text(self, x): ...
 
 ``nrchbench.testing.check_method(Mine)`` runs the contract on it.
+
+Robust-training strategies (``nrchbench.strategies``: small-loss selection, Co-teaching,
+robust label-head losses, ...) wrap a supervised method's training. A method that can be
+wrapped declares ``supports_strategies = True`` and writes its epoch as *steps* instead of
+one ``train_epoch``::
+
+    def begin_epoch(self, epoch, data, rng, log, keep): ...   # own selection, lr; -> rows of the epoch
+    def epoch_steps(self, epoch, data, keep): ...             # -> Step(part, idx, phase) per optimiser step
+    def forward_step(self, step, data): ...                   # -> StepView (codes, per-sample loss; autograd)
+    def update_step(self, view, data, plan): ...              # loss on the kept/weighted rows (+ plan.extra), step
+    def end_epoch(self, epoch, data, log): ...                # epoch-end updates, log.losses
+    def train_sample_losses(self, data): ...                  # -> per-sample loss of every training row (eval)
+    def train_codes(self, data): ...                          # -> every training row's codes (±1 scale, eval)
+    def add_parameters(self, params): ...                     # optimise a strategy's parameters (a label head)
+
+:meth:`HashingMethod.run_epoch` chains them (and is the default ``train_epoch``), so the plain
+method and every strategy run the same code.
 """
 
 from __future__ import annotations
@@ -33,7 +50,7 @@ import copy
 import math
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -44,7 +61,22 @@ from torch import nn
 from nrchbench.errors import ConfigError, RunFailed
 from nrchbench.params import Params, params_from_defaults
 
-__all__ = ["PRESETS", "EpochCallback", "EpochLog", "HashingMethod", "Mixture", "Rng", "TrainData", "derive_seed"]
+__all__ = [
+    "PRESETS",
+    "EpochCallback",
+    "EpochLog",
+    "HashingMethod",
+    "Mixture",
+    "Rng",
+    "Step",
+    "StepPlan",
+    "StepView",
+    "TrainData",
+    "apply_plan",
+    "check_epoch_losses",
+    "derive_seed",
+    "fit_epochs",
+]
 
 PRESETS = ("paper", "fast", "tiny")
 
@@ -171,6 +203,122 @@ class EpochLog:
 EpochCallback = Callable[[EpochLog], None]
 
 
+def check_epoch_losses(log: EpochLog, owner: str) -> None:
+    """Raise :class:`RunFailed` if the epoch's total loss (``losses["loss"]``) is NaN or infinite."""
+    loss = log.losses.get("loss")
+    if loss is not None and not math.isfinite(loss):
+        raise RunFailed(
+            f"NaN in {owner} training loss at epoch {log.epoch}; "
+            "lower 'lr' or check the input features (--feature-transform)"
+        )
+
+
+def fit_epochs(
+    owner: str, num_epochs: int, train_epoch: Callable[[int], EpochLog], callback: EpochCallback | None
+) -> None:
+    """The epoch loop of :meth:`HashingMethod.fit` (and of strategies): train, check the losses, report."""
+    for epoch in range(num_epochs):
+        log = train_epoch(epoch)
+        check_epoch_losses(log, owner)
+        if callback is not None:
+            callback(log)
+
+
+# ---------------------------------------------------------------------- steps (strategy capability)
+@dataclass
+class Step:
+    """One optimiser step of an epoch, as the method would take it.
+
+    Attributes:
+        part: which networks the step updates: ``joint`` (all of them, e.g. NRCH) or one
+            modality, ``image``/``text`` (alternating methods such as DCMH).
+        idx: long tensor of the batch's training rows, on the run's device.
+        phase: the ``EpochLog.times`` entry the step's time is added to.
+    """
+
+    part: str
+    idx: torch.Tensor
+    phase: str = "train"
+
+
+class StepView:
+    """The forward pass of one step, before any update (what :meth:`HashingMethod.forward_step` returns).
+
+    Attributes:
+        step: the step.
+        state: the method's own tensors of the forward pass (outputs, similarities, ...),
+            read back by its :meth:`~HashingMethod.update_step`.
+        codes: modality → the batch's real-valued outputs **on the scale of the binary codes**
+            (a perfectly binary output is ±1), with autograd, for the modalities the step
+            trains; what a strategy's label head reads. Computed on first access.
+        sample_loss: the base's per-sample training loss of the batch's rows, shape
+            (len(idx),), with autograd (ranking it needs no gradient: detach it). Computed on
+            first access, so steps of a plain run never pay for it.
+    """
+
+    def __init__(
+        self,
+        step: Step,
+        state: dict[str, Any],
+        codes: Callable[[], dict[str, torch.Tensor]],
+        sample_loss: Callable[[], torch.Tensor],
+    ) -> None:
+        self.step, self.state = step, state
+        self._codes_fn, self._loss_fn = codes, sample_loss
+        self._codes: dict[str, torch.Tensor] | None = None
+        self._loss: torch.Tensor | None = None
+
+    @property
+    def codes(self) -> dict[str, torch.Tensor]:
+        if self._codes is None:
+            self._codes = self._codes_fn()
+        return self._codes
+
+    @property
+    def sample_loss(self) -> torch.Tensor:
+        if self._loss is None:
+            self._loss = self._loss_fn()
+        return self._loss
+
+
+@dataclass
+class StepPlan:
+    """What a strategy decides for one step (every field optional; an empty plan = the base as is).
+
+    Attributes:
+        keep: bool tensor over the batch's rows: only these count; the step's loss is
+            recomputed on them as the method restricts a batch (for NRCH: the kept sub-batch
+            is the batch, so both ends of every pair are kept; for DCMH: the kept anchors
+            against the epoch's partner buffer). A step with no kept row is skipped.
+        weights: float tensor over the batch's rows: weights of the per-sample terms of the
+            loss (normalised by the batch size, not by the weights' sum).
+        extra: a scalar tensor added to the step's loss and backpropagated with it (e.g. a
+            label head's loss on ``view.codes``); ignored when the step is skipped.
+    """
+
+    keep: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
+    extra: torch.Tensor | None = None
+
+
+StepHook = Callable[[StepView], "StepPlan | None"]
+
+
+def apply_plan(
+    plan: StepPlan | None, *rows: torch.Tensor
+) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None, torch.Tensor | None]:
+    """A plan applied to a step's per-row tensors: (the tensors on the kept rows, their
+    weights, the extra loss). Without a plan, or when every row is kept, the tensors are
+    returned as they are (so a full plan computes exactly what the plain step computes)."""
+    if plan is None:
+        return rows, None, None
+    weights = plan.weights
+    if plan.keep is not None and not bool(plan.keep.all()):
+        rows = tuple(r[plan.keep] for r in rows)
+        weights = None if weights is None else weights[plan.keep]
+    return rows, weights, plan.extra
+
+
 # ---------------------------------------------------------------------- the base class
 class HashingMethod:
     """Base class of cross-modal hashing methods (see the module docstring).
@@ -187,6 +335,10 @@ class HashingMethod:
         selects_samples: True when every epoch's log carries ``selected``.
         needs_clean_mask: True only for the clean-label oracle: the runner then passes the
             clean mask in :class:`TrainData`.
+        supports_strategies: True when the method implements the step hooks (``begin_epoch``,
+            ``epoch_steps``, ``forward_step``, ``update_step``, ``end_epoch``) and
+            ``train_sample_losses``, ``train_codes`` and ``add_parameters``, so that a robust-training strategy
+            can wrap it (see the module docstring). Only supervised methods can declare it.
     """
 
     name: ClassVar[str] = ""
@@ -197,6 +349,7 @@ class HashingMethod:
     uses_labels: ClassVar[bool] = True
     selects_samples: ClassVar[bool] = False
     needs_clean_mask: ClassVar[bool] = False
+    supports_strategies: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -266,7 +419,9 @@ class HashingMethod:
         """Build the networks and optimisers (called once, before the first epoch)."""
 
     def train_epoch(self, epoch: int, data: TrainData, rng: Rng) -> EpochLog:
-        """Train one epoch and report it."""
+        """Train one epoch and report it (methods with the step hooks inherit :meth:`run_epoch`)."""
+        if self.supports_strategies:
+            return self.run_epoch(epoch, data, rng)
         raise NotImplementedError(f"{type(self).__name__} implements neither train_epoch nor fit")
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
@@ -287,16 +442,119 @@ class HashingMethod:
         """
         rng = Rng(seed)
         self.setup(data, rng)
-        for epoch in range(self.num_epochs):
-            log = self.train_epoch(epoch, data, rng)
-            loss = log.losses.get("loss")
-            if loss is not None and not math.isfinite(loss):
-                raise RunFailed(
-                    f"NaN in {self.name or type(self).__name__} training loss at epoch {epoch}; "
-                    "lower 'lr' or check the input features (--feature-transform)"
-                )
-            if callback is not None:
-                callback(log)
+        fit_epochs(
+            self.name or type(self).__name__, self.num_epochs, lambda e: self.train_epoch(e, data, rng), callback
+        )
+
+    # ---------------------------------------------------------------- strategy capability
+    # Declared by ``supports_strategies = True``; the defaults refuse in one line.
+    def _no_capability(self, hook: str) -> NotImplementedError:
+        return NotImplementedError(
+            f"method {self.name or type(self).__name__!r} does not implement {hook}(): it does not declare "
+            "supports_strategies, so no robust-training strategy can wrap it"
+        )
+
+    def begin_epoch(
+        self, epoch: int, data: TrainData, rng: Rng, log: EpochLog, keep: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """Start an epoch: learning-rate schedules, train mode, and the method's *own* sample
+        selection (NRCH's noise separator, logged in ``log``), intersected with ``keep``.
+
+        Args:
+            keep: bool over the training rows: a strategy's selection for this epoch (None: all).
+
+        Returns:
+            The rows the epoch trains on (bool over the training rows), or None for all. A
+            method that restricts its pairs (DCMH's partner buffer) restricts them to these.
+        """
+        raise self._no_capability("begin_epoch")
+
+    def epoch_steps(self, epoch: int, data: TrainData, keep: np.ndarray | None) -> Iterator[Step]:
+        """The epoch's optimiser steps over the rows ``keep`` (None: all), drawn lazily from the
+        method's own generators exactly as the plain method draws them."""
+        raise self._no_capability("epoch_steps")
+
+    def forward_step(self, step: Step, data: TrainData) -> StepView:
+        """The forward pass of one step with autograd (no update yet)."""
+        raise self._no_capability("forward_step")
+
+    def update_step(self, view: StepView, data: TrainData, plan: StepPlan | None = None) -> None:
+        """Compute the step's loss on ``plan.keep``'s rows with ``plan.weights``, add
+        ``plan.extra``, backpropagate, step the optimisers and update the method's buffers;
+        accumulate the loss terms for :meth:`end_epoch`. ``plan=None``: the base step as is."""
+        raise self._no_capability("update_step")
+
+    def end_epoch(self, epoch: int, data: TrainData, log: EpochLog) -> None:
+        """Finish an epoch (e.g. DCMH's code update) and write the epoch's mean loss terms to ``log.losses``."""
+        raise self._no_capability("end_epoch")
+
+    def train_sample_losses(self, data: TrainData) -> np.ndarray:
+        """The base's own training loss attributed to each training row, under the current
+        networks: eval mode, no autograd, in chunks; float64 array of shape (n,). Partners of
+        pairwise terms are every training row (no batch sampling noise)."""
+        raise self._no_capability("train_sample_losses")
+
+    def train_codes(self, data: TrainData) -> dict[str, torch.Tensor]:
+        """Every training row's outputs on the scale of the binary codes (as ``StepView.codes``),
+        per modality: eval mode, no autograd (what a strategy's label probe reads for all rows)."""
+        raise self._no_capability("train_codes")
+
+    def add_parameters(self, params: Iterable[nn.Parameter]) -> None:
+        """Optimise extra parameters (a strategy's label head) together with the networks,
+        with the optimiser, learning rate and schedule the method chooses. Call after :meth:`setup`."""
+        raise self._no_capability("add_parameters")
+
+    def run_epoch(
+        self,
+        epoch: int,
+        data: TrainData,
+        rng: Rng,
+        *,
+        log: EpochLog | None = None,
+        keep: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
+        on_step: StepHook | None = None,
+    ) -> EpochLog:
+        """One epoch through the step hooks: ``begin_epoch`` → for every step ``forward_step``,
+        the strategy's ``on_step(view)`` plan, ``update_step`` → ``end_epoch``.
+
+        Args:
+            log: the epoch's log, if the caller has started it (e.g. with its own timings).
+            keep: bool over the training rows: the epoch trains on these only.
+            weights: float over the training rows: per-sample loss weights (logged in ``log.weights``).
+            on_step: called with each step's :class:`StepView`; returns its :class:`StepPlan` (or None).
+
+        Step time is added to ``log.times[step.phase]`` (CUDA is synchronised at phase changes only).
+        """
+        log = log if log is not None else EpochLog(epoch)
+        keep = self.begin_epoch(epoch, data, rng, log, keep)
+        w_all = None
+        if weights is not None:
+            log.weights = np.asarray(weights, dtype=np.float64)
+            w_all = torch.as_tensor(log.weights, dtype=torch.float32, device=data.device)
+        sync = data.device.type == "cuda"
+        phase, t0 = None, 0.0
+
+        def close() -> None:
+            if phase is not None:
+                if sync:
+                    torch.cuda.synchronize(data.device)
+                log.times[phase] = log.times.get(phase, 0.0) + time.perf_counter() - t0
+
+        for step in self.epoch_steps(epoch, data, keep):
+            if step.phase != phase:
+                close()
+                phase, t0 = step.phase, time.perf_counter()
+            view = self.forward_step(step, data)
+            plan = on_step(view) if on_step is not None else None
+            if w_all is not None:
+                plan = plan or StepPlan()
+                w = w_all[step.idx]
+                plan.weights = w if plan.weights is None else plan.weights * w
+            self.update_step(view, data, plan)
+        close()
+        self.end_epoch(epoch, data, log)
+        return log
 
     # ---------------------------------------------------------------- helpers
     @torch.no_grad()

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Iterator
 from typing import Literal
 
 import numpy as np
@@ -63,9 +64,9 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from nrchbench.errors import ConfigError
+from nrchbench.errors import ConfigError, RunFailed
 from nrchbench.methods._common import ImageHead, image_head, mlp
-from nrchbench.methods.base import EpochLog, HashingMethod, Rng, TrainData
+from nrchbench.methods.base import EpochLog, HashingMethod, Rng, Step, StepPlan, StepView, TrainData, apply_plan
 from nrchbench.params import Params
 from nrchbench.registry import METHODS
 
@@ -190,6 +191,14 @@ class DCMH(HashingMethod):
     over the epoch's image and text steps of the step value divided by n·bs), value ``lr``,
     times ``img``, ``txt``, ``b``.
 
+    Strategy capability (``supports_strategies``): an ``image`` step per image-net SGD step
+    and a ``text`` step per text-net step; the per-sample loss of a step's anchor i is its
+    share of the step objective, (Σ_j NLL_ij + γ‖B_i − f_i‖²)/m, against the epoch's partner
+    buffer of m rows; an epoch restricted to kept rows trains DCMH on that subset (anchors,
+    partners, S and the balance term); a step restricted to kept anchors drops the others'
+    terms (the balance term keeps the whole buffer); label-head codes are the raw outputs
+    (the ±1 scale of B); extra parameters join both optimisers.
+
     Random streams: the official code seeds torch with the run's seed and draws the default
     ``nn.Linear`` init, then the normal init, from it; the F/G buffers and the batch
     permutations come from a second generator seeded with the seed. Both are explicit
@@ -205,6 +214,7 @@ class DCMH(HashingMethod):
         "tiny": {"epochs": 15, "lr": 0.1, "batch_size": 8, "text_hidden": 64, "image_hidden": 64, "text_init_std": 0.1},
     }
     uses_labels = True
+    supports_strategies = True
 
     def setup(self, data: TrainData, rng: Rng) -> None:
         p = self.p
@@ -234,47 +244,139 @@ class DCMH(HashingMethod):
         self._opt_txt = torch.optim.SGD(self.txt_net.parameters(), lr=float(self._lrs[0]), weight_decay=wd)
         self._bs = min(p.batch_size, n)
 
-    def _half_epoch(self, net: nn.Module, opt: torch.optim.Optimizer, x, own, other, totals) -> None:
-        """⌊n/bs⌋ SGD steps of one modality's net against the other modality's buffer."""
-        n, bs = own.shape[0], self._bs
-        norm = float(n * bs)
-        gamma, eta = self.p.gamma, self.p.eta
-        for _ in range(n // bs):
-            idx = torch.randperm(n, generator=self._gen)[:bs].to(own.device)
-            s = label_similarity(self._labels[idx], self._labels)
-            out = net(x[idx])
-            nll = dcmh_nll(out, other, s)
-            quant = dcmh_quantization(self.codes_[idx], out)
-            bal = dcmh_balance(out, own, idx)
-            loss = (nll + gamma * quant + eta * bal) / norm
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            own[idx] = out.detach()
-            totals += torch.stack([nll.detach(), quant.detach(), bal.detach()]) / norm
+    # ------------------------------------------------------------------ the epoch as steps
+    # One outer iteration (METHODS.md §6.3): ⌊m/bs⌋ image-net steps, ⌊m/bs⌋ text-net steps,
+    # then B = sign(F+G), over the epoch's rows (m = n without a strategy's selection).
+    def _part(self, part: str) -> tuple[nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(net, optimiser, inputs, own buffer, other modality's buffer) of a step's part."""
+        if part == "image":
+            return self.img_net, self._opt_img, self._image, self._f_buf, self._g_buf
+        return self.txt_net, self._opt_txt, self._text, self._g_buf, self._f_buf
 
-    def train_epoch(self, epoch: int, data: TrainData, rng: Rng) -> EpochLog:
-        """One outer iteration: image-net steps, text-net steps, then B = sign(F+G) (METHODS.md §6.3)."""
-        log = EpochLog(epoch)
-        lr = float(self._lrs[epoch])
+    def begin_epoch(
+        self, epoch: int, data: TrainData, rng: Rng, log: EpochLog, keep: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """The epoch's learning rate, train mode, and the epoch's rows: with ``keep``, anchors,
+        partners (the buffers' rows), S and the balance term are all restricted to the kept
+        rows — DCMH trained on the kept subset (as the clean-label oracle trains on D_clean)."""
+        self._lr = float(self._lrs[epoch])
         for opt in (self._opt_img, self._opt_txt):
             for group in opt.param_groups:
-                group["lr"] = lr
-        totals = torch.zeros(3, device=data.device)
+                group["lr"] = self._lr
         self.img_net.train()
         self.txt_net.train()
-        with log.timer("img", data.device):
-            self._half_epoch(self.img_net, self._opt_img, self._image, self._f_buf, self._g_buf, totals)
-        with log.timer("txt", data.device):
-            self._half_epoch(self.txt_net, self._opt_txt, self._text, self._g_buf, self._f_buf, totals)
+        if keep is None or np.asarray(keep, dtype=bool).all():
+            self._rows = None
+        else:
+            self._rows = torch.from_numpy(np.flatnonzero(np.asarray(keep, dtype=bool))).to(data.device)
+        self._totals = torch.zeros(3, device=data.device)
+        self._steps = 0
+        return keep
+
+    def _m(self, n: int) -> int:
+        return n if self._rows is None else int(self._rows.numel())
+
+    def epoch_steps(self, epoch: int, data: TrainData, keep: np.ndarray | None) -> Iterator[Step]:
+        """⌊m/bs⌋ image steps then ⌊m/bs⌋ text steps; each draws the first bs rows of a fresh
+        permutation of the epoch's m rows from the method's generator (as the official code)."""
+        m = self._m(data.n)
+        bs = min(self._bs, m)
+        for part, phase in (("image", "img"), ("text", "txt")):
+            for _ in range(m // bs if bs else 0):
+                perm = torch.randperm(m, generator=self._gen)[:bs].to(data.device)
+                yield Step(part, perm if self._rows is None else self._rows[perm], phase)
+
+    def _partners(self, other: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the other modality's buffer, the labels) over the epoch's rows."""
+        if self._rows is None:
+            return other, self._labels
+        return other[self._rows], self._labels[self._rows]
+
+    def forward_step(self, step: Step, data: TrainData) -> StepView:
+        net, _, x, _, other = self._part(step.part)
+        other, labels = self._partners(other)
+        s = label_similarity(self._labels[step.idx], labels)
+        out = net(x[step.idx])
+        m = float(other.shape[0])
+
+        def sample_loss() -> torch.Tensor:
+            # The anchor's share of the step objective: (Σ_j NLL_ij + γ‖B_i − f_i‖²) / m.
+            theta = 0.5 * (out @ other.T)
+            nll = (F.softplus(theta) - s * theta).sum(1)
+            return (nll + self.p.gamma * (self.codes_[step.idx] - out).pow(2).sum(1)) / m
+
+        return StepView(
+            step, {"out": out, "s": s, "other": other}, codes=lambda: {step.part: out}, sample_loss=sample_loss
+        )
+
+    def update_step(self, view: StepView, data: TrainData, plan: StepPlan | None = None) -> None:
+        _, opt, _, own, _ = self._part(view.step.part)
+        other = view.state["other"]
+        (out, s, idx), weights, extra = apply_plan(plan, view.state["out"], view.state["s"], view.step.idx)
+        if idx.numel() == 0:
+            return
+        norm = float(other.shape[0] * idx.numel())
+        gamma, eta = self.p.gamma, self.p.eta
+        if weights is None:
+            nll = dcmh_nll(out, other, s)
+            quant = dcmh_quantization(self.codes_[idx], out)
+        else:
+            theta = 0.5 * (out @ other.T)
+            nll = (weights * (F.softplus(theta) - s * theta).sum(1)).sum()
+            quant = (weights * (self.codes_[idx] - out).pow(2).sum(1)).sum()
+        if self._rows is None:
+            bal = dcmh_balance(out, own, idx)
+        else:
+            bal = (out.sum(0) + own[self._rows].sum(0) - own[idx].sum(0)).pow(2).sum()
+        loss = (nll + gamma * quant + eta * bal) / norm
+        if extra is not None:
+            loss = loss + extra
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        own[idx] = out.detach()
+        self._totals += torch.stack([nll.detach(), quant.detach(), bal.detach()]) / norm
+        self._steps += 1
+
+    def end_epoch(self, epoch: int, data: TrainData, log: EpochLog) -> None:
         with log.timer("b", data.device):
             self.codes_ = dcmh_update_codes(self._f_buf, self._g_buf)
-        nll, quant, bal = (totals / max(2 * (data.n // self._bs), 1)).tolist()
+        nll, quant, bal = (self._totals / max(self._steps, 1)).tolist()
         log.losses.update(
             loss=nll + self.p.gamma * quant + self.p.eta * bal, loss_nll=nll, loss_quant=quant, loss_balance=bal
         )
-        log.values["lr"] = lr
-        return log
+        log.values["lr"] = self._lr
+
+    @torch.no_grad()
+    def train_sample_losses(self, data: TrainData) -> np.ndarray:
+        """ℓ_i = ½[mean_j ℓ(F_i, G_j) + mean_j ℓ(F_j, G_i)], ℓ(a, b) = softplus(Θ) − S_ij·Θ,
+        Θ = ½aᵀb, with fresh outputs F, G of every training row (PEERS.md §6.0)."""
+        f = self.encode("image", data.image)
+        g = self.encode("text", data.text)
+        n = data.n
+        chunk = max(1, 2**22 // max(n, 1))
+        rows_mean, cols_sum = [], torch.zeros(n, dtype=f.dtype, device=f.device)
+        for start in range(0, n, chunk):  # ℓ_ij over image rows i × text columns j, once
+            rows = slice(start, min(start + chunk, n))
+            theta = 0.5 * (f[rows] @ g.T)
+            ell = F.softplus(theta) - label_similarity(self._labels[rows], self._labels) * theta
+            rows_mean.append(ell.mean(1))
+            cols_sum += ell.sum(0)  # S is symmetric: column i holds ℓ(F_j, G_i)
+        losses = (0.5 * (torch.cat(rows_mean) + cols_sum / n)).double().cpu().numpy() if n else np.zeros(0)
+        if not np.isfinite(losses).all():
+            raise RunFailed(f"NaN in {self.name} per-sample training loss; lower 'lr' or check the input features")
+        return losses
+
+    @torch.no_grad()
+    def train_codes(self, data: TrainData) -> dict[str, torch.Tensor]:
+        return {"image": self.encode("image", data.image), "text": self.encode("text", data.text)}
+
+    def add_parameters(self, params: Iterable[nn.Parameter]) -> None:
+        """Extra parameters join both optimisers (plain SGD, the epoch's lr): image steps update
+        them with the image part's gradients, text steps with the text part's."""
+        params = list(params)
+        self._opt_img.add_param_group({"params": params})
+        self._opt_txt.add_param_group({"params": params})
 
     # ------------------------------------------------------------------ encode
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:

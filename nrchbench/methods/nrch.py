@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -41,7 +42,17 @@ from torch import nn
 
 from nrchbench.errors import ConfigError, RunFailed
 from nrchbench.methods._common import iter_batches, mlp
-from nrchbench.methods.base import EpochLog, HashingMethod, Mixture, Rng, TrainData
+from nrchbench.methods.base import (
+    EpochLog,
+    HashingMethod,
+    Mixture,
+    Rng,
+    Step,
+    StepPlan,
+    StepView,
+    TrainData,
+    apply_plan,
+)
 from nrchbench.params import Params
 from nrchbench.registry import METHODS
 
@@ -54,18 +65,32 @@ __all__ = [
     "gmm_clean_posterior",
     "minmax_normalise",
     "nrch_batch_loss",
+    "nrch_sample_loss",
     "per_sample_loss",
     "prototype_loss",
+    "prototype_sample_loss",
     "quantization_loss",
     "rch_loss",
+    "rch_loss_against_all",
     "theta_at",
 ]
 
 # Rows per chunk of the per-sample-loss pass (memory only; results do not depend on it).
 DNS_CHUNK = 4096
+# Entries (anchor rows × partners) per chunk of the all-partners pass of train_sample_losses.
+PAIR_CHUNK = 2**22
 
 
 # ============================================================================ losses
+def _mask_label_sharing(logits: torch.Tensor, T: torch.Tensor, mask: str) -> torch.Tensor:
+    """Label-sharing pairs T get logit 0 (``zero``, the code) or −∞ (``exclude``)."""
+    if mask == "zero":
+        return logits * (~T).to(logits.dtype)
+    if mask == "exclude":
+        return logits.masked_fill(T, float("-inf"))
+    raise ConfigError(f"nrch parameter 'rch_mask': expected 'zero' or 'exclude', got {mask!r}")
+
+
 def _rch_rows(S: torch.Tensor, T: torch.Tensor, margin: float, shift: float, tau: float, mask: str) -> torch.Tensor:
     """Row-anchored RCH term ℓ(i) = −ĉ_ii + τ·log Σ_j exp(z_ij) + m for a square S."""
     d = S.diagonal()
@@ -73,13 +98,7 @@ def _rch_rows(S: torch.Tensor, T: torch.Tensor, margin: float, shift: float, tau
     c = torch.where(hard, S, S - shift)
     eye = torch.eye(S.shape[0], dtype=torch.bool, device=S.device)
     c_max = torch.where(eye, c.diagonal().clamp(min=0)[:, None].expand_as(c), c)
-    logits = c_max / tau
-    if mask == "zero":
-        logits = logits * (~T).to(logits.dtype)
-    elif mask == "exclude":
-        logits = logits.masked_fill(T, float("-inf"))
-    else:
-        raise ConfigError(f"nrch parameter 'rch_mask': expected 'zero' or 'exclude', got {mask!r}")
+    logits = _mask_label_sharing(c_max / tau, T, mask)
     return -c.diagonal() + tau * torch.logsumexp(logits, dim=1) + margin
 
 
@@ -130,15 +149,27 @@ def quantization_loss(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return (u.abs() - target).pow(2).mean(1) + (v.abs() - target).pow(2).mean(1)
 
 
-def prototype_loss(h: torch.Tensor, g: torch.Tensor, W: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def prototype_loss(
+    h: torch.Tensor, g: torch.Tensor, W: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """L_W = mean_{i,c} [(ȳ_ic − sg(h_i)·tanh(w_c))² + (ȳ_ic − sg(g_i)·tanh(w_c))²] (§4.2(4)).
 
     ``h``/``g`` are the raw net outputs (single tanh, L2-normalised); they are detached here,
-    so L_W trains only W. ȳ = 2ỹ − 1. Returns a scalar.
+    so L_W trains only W. ȳ = 2ỹ − 1. With ``weights`` (a strategy's per-sample weights):
+    mean_i w_i · mean_c [...]. Returns a scalar.
     """
+    if weights is not None:
+        return (weights * prototype_sample_loss(h, g, W, labels)).mean()
     ybar = 2.0 * labels - 1.0
     P = W.tanh()
     return ((ybar - h.detach() @ P.t()).pow(2) + (ybar - g.detach() @ P.t()).pow(2)).mean()
+
+
+def prototype_sample_loss(h: torch.Tensor, g: torch.Tensor, W: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """L_W of each sample: mean_c [(ȳ_ic − sg(h_i)·tanh(w_c))² + (ȳ_ic − sg(g_i)·tanh(w_c))²], shape (n,)."""
+    ybar = 2.0 * labels - 1.0
+    P = W.tanh()
+    return ((ybar - h.detach() @ P.t()).pow(2) + (ybar - g.detach() @ P.t()).pow(2)).mean(1)
 
 
 def per_sample_loss(h: torch.Tensor, g: torch.Tensor, W: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -153,16 +184,9 @@ def per_sample_loss(h: torch.Tensor, g: torch.Tensor, W: torch.Tensor, labels: t
     return (err * labels).max(dim=1).values
 
 
-def nrch_batch_loss(
-    h: torch.Tensor, g: torch.Tensor, W: torch.Tensor, labels: torch.Tensor, params: dict[str, Any]
-) -> dict[str, torch.Tensor]:
-    """The training loss of one (selected) batch: total = mean(λL_r + (1−λ)L_q) + L_W.
-
-    Returns a dict with ``loss`` (to backpropagate) and the unweighted batch means
-    ``loss_rch`` (L_r), ``loss_q`` (L_q) and ``loss_w`` (L_W).
-    """
-    u, v = h.tanh(), g.tanh()  # the code applies tanh a second time inside the loss
-    lr = rch_loss(
+def _rch(u: torch.Tensor, v: torch.Tensor, labels: torch.Tensor, params: dict[str, Any]) -> torch.Tensor:
+    """:func:`rch_loss` with the method's parameters."""
+    return rch_loss(
         u,
         v,
         labels,
@@ -172,11 +196,80 @@ def nrch_batch_loss(
         bidirectional=params["rch_bidirectional"],
         mask=params["rch_mask"],
     )
+
+
+def nrch_batch_loss(
+    h: torch.Tensor,
+    g: torch.Tensor,
+    W: torch.Tensor,
+    labels: torch.Tensor,
+    params: dict[str, Any],
+    weights: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """The training loss of one (selected) batch: total = mean(λL_r + (1−λ)L_q) + L_W.
+
+    ``weights`` (a strategy's per-sample weights, None = all 1) weight each sample's
+    λL_r + (1−λ)L_q and L_W terms; the means stay over the batch.
+
+    Returns a dict with ``loss`` (to backpropagate) and the unweighted batch means
+    ``loss_rch`` (L_r), ``loss_q`` (L_q) and ``loss_w`` (L_W; weighted when ``weights`` is given).
+    """
+    u, v = h.tanh(), g.tanh()  # the code applies tanh a second time inside the loss
+    lr = _rch(u, v, labels, params)
     lq = quantization_loss(u, v)
     lam = params["lam"]
-    l_hash = (lam * lr + (1.0 - lam) * lq).mean()
-    lw = prototype_loss(h, g, W, labels)
+    if weights is None:
+        l_hash = (lam * lr + (1.0 - lam) * lq).mean()
+    else:
+        l_hash = (weights * (lam * lr + (1.0 - lam) * lq)).mean()
+    lw = prototype_loss(h, g, W, labels, weights)
     return {"loss": l_hash + lw, "loss_rch": lr.mean(), "loss_q": lq.mean(), "loss_w": lw}
+
+
+def nrch_sample_loss(
+    h: torch.Tensor, g: torch.Tensor, W: torch.Tensor, labels: torch.Tensor, params: dict[str, Any]
+) -> torch.Tensor:
+    """The batch's training loss attributed to each sample: λL_r(i) + (1−λ)L_q(i) + L_W(i),
+    with the batch's rows as the contrastive partners (its mean is the batch's ``loss``). Shape (n,)."""
+    u, v = h.tanh(), g.tanh()
+    lam = params["lam"]
+    return (
+        lam * _rch(u, v, labels, params)
+        + (1.0 - lam) * quantization_loss(u, v)
+        + prototype_sample_loss(h, g, W, labels)
+    )
+
+
+def _rch_rows_against(
+    S: torch.Tensor, own: torch.Tensor, T: torch.Tensor, margin: float, shift: float, tau: float, mask: str
+) -> torch.Tensor:
+    """:func:`_rch_rows` for c anchors against N partners: S (c×N), ``own`` (c,) the column of
+    each anchor's own pair, T (c×N) the label-sharing mask (False at the own pair)."""
+    ar = torch.arange(S.shape[0], device=S.device)
+    d = S[ar, own]
+    hard = S >= (d[:, None] - margin)
+    c = torch.where(hard, S, S - shift)
+    is_own = torch.zeros_like(hard)
+    is_own[ar, own] = True
+    cd = c[ar, own]
+    logits = _mask_label_sharing(torch.where(is_own, cd.clamp(min=0)[:, None].expand_as(c), c) / tau, T, mask)
+    return -cd + tau * torch.logsumexp(logits, dim=1) + margin
+
+
+def rch_loss_against_all(
+    u: torch.Tensor, v: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor, params: dict[str, Any]
+) -> torch.Tensor:
+    """L_r of the anchors ``rows`` with **every** row of (u, v) as partners (:func:`rch_loss`
+    on the whole training set, evaluated for some rows only). ``u``/``v`` are after the second
+    tanh. With ``rows`` = all rows it equals ``rch_loss(u, v, labels, ...)``. Shape (len(rows),)."""
+    ar = torch.arange(rows.shape[0], device=u.device)
+    T = (labels[rows] @ labels.t()) > 0
+    T[ar, rows] = False
+    args = (params["margin"], params["shift"], params["tau"], params["rch_mask"])
+    out = _rch_rows_against(u[rows] @ v.t(), rows, T, *args)
+    if not params["rch_bidirectional"]:
+        return out + out
+    return out + _rch_rows_against(v[rows] @ u.t(), rows, T, *args)
 
 
 # ============================================================================ noise separator
@@ -315,6 +408,15 @@ class NRCH(HashingMethod):
     trained batches; absent in an epoch where no row is selected), times ``train``,
     ``dns_loss``, ``gmm``, value ``theta``, and ``selected``, ``sample_loss`` (min–max
     normalised) and ``mixture``.
+
+    Strategy capability (``supports_strategies``): one ``joint`` step per batch (both nets
+    and W); the per-sample loss is λL_r(i) + (1−λ)L_q(i) + L_W(i) (in-batch partners in a
+    step, every training row in :meth:`train_sample_losses`); a step restricted to kept rows
+    computes the whole loss on the kept sub-batch (both ends of every pair kept, as the DNS
+    does); the codes a label head sees are √L·h and √L·g (unit-norm outputs rescaled so that
+    a binary output is ±1); extra parameters join the image optimiser (like W). The method's
+    own DNS runs in ``begin_epoch``, so selecting strategies are refused on ``nrch`` and
+    ``nrch-nogmm`` (``selects_samples``) and take ``nrch-nodns`` as their base.
     """
 
     name = "nrch"
@@ -323,6 +425,7 @@ class NRCH(HashingMethod):
     presets = _presets_for(NRCHParams)
     uses_labels = True
     selects_samples = True
+    supports_strategies = True
     LOSS_KEYS: ClassVar[tuple[str, ...]] = ("loss", "loss_rch", "loss_q", "loss_w")
 
     # ---------------------------------------------------------------- training
@@ -374,33 +477,88 @@ class NRCH(HashingMethod):
         log.selected, log.sample_loss, log.mixture = selected, norm, Mixture(**info)
         return selected
 
-    def train_epoch(self, epoch: int, data: TrainData, rng: Rng) -> EpochLog:
-        log = EpochLog(epoch)
+    # ---------------------------------------------------------------- epoch as steps
+    def begin_epoch(
+        self, epoch: int, data: TrainData, rng: Rng, log: EpochLog, keep: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """The DNS of the epoch (:meth:`select`), intersected with a strategy's ``keep``."""
         selected = self.select(epoch, data, rng, log)
-        keep = None if selected is None or selected.all() else torch.from_numpy(selected).to(data.device)
+        if keep is not None:
+            selected = np.asarray(keep, dtype=bool) if selected is None else selected & np.asarray(keep, dtype=bool)
+            if log.selected is not None:
+                log.selected = selected
+        self._sums = torch.zeros(len(self.LOSS_KEYS), device=data.device)
+        self._batches = 0
+        return selected
+
+    def epoch_steps(self, epoch: int, data: TrainData, keep: np.ndarray | None) -> Iterator[Step]:
+        """One ``joint`` step per batch of a seeded permutation, restricted to the kept rows
+        (empty batches are skipped)."""
+        kept = None if keep is None or keep.all() else torch.from_numpy(np.asarray(keep, dtype=bool)).to(data.device)
+        for idx in iter_batches(data.n, self.p.batch_size, self._batch_gen, data.device):
+            if kept is not None:
+                idx = idx[kept[idx]]
+                if idx.numel() == 0:
+                    continue
+            yield Step("joint", idx)
+
+    def forward_step(self, step: Step, data: TrainData) -> StepView:
+        h = self.img_net(data.image[step.idx].to(torch.float32))
+        g = self.txt_net(data.text[step.idx].to(torch.float32))
+        y = data.labels[step.idx].to(torch.float32)
+        scale = math.sqrt(self.bits)
+        return StepView(
+            step,
+            {"h": h, "g": g, "y": y},
+            codes=lambda: {"image": h * scale, "text": g * scale},
+            sample_loss=lambda: nrch_sample_loss(h, g, self.W, y, self._pd),
+        )
+
+    def update_step(self, view: StepView, data: TrainData, plan: StepPlan | None = None) -> None:
+        (h, g, y), weights, extra = apply_plan(plan, view.state["h"], view.state["g"], view.state["y"])
+        if h.shape[0] == 0:
+            return
+        terms = nrch_batch_loss(h, g, self.W, y, self._pd, weights)
+        loss = terms["loss"] if extra is None else terms["loss"] + extra
+        self._opt_img.zero_grad(set_to_none=True)
+        self._opt_txt.zero_grad(set_to_none=True)
+        loss.backward()
+        self._opt_img.step()
+        self._opt_txt.step()
+        self._sums += torch.stack([terms[k].detach() for k in self.LOSS_KEYS])
+        self._batches += 1
+
+    def end_epoch(self, epoch: int, data: TrainData, log: EpochLog) -> None:
+        if self._batches:
+            log.losses.update(zip(self.LOSS_KEYS, (self._sums / self._batches).tolist()))
+
+    @torch.no_grad()
+    def train_sample_losses(self, data: TrainData) -> np.ndarray:
+        """λL_r(i) + (1−λ)L_q(i) + L_W(i) of every training row, every row a contrastive partner."""
         labels = data.labels.to(torch.float32)
-        image, text = data.image.to(torch.float32), data.text.to(torch.float32)
-        sums = torch.zeros(len(self.LOSS_KEYS), device=data.device)
-        batches = 0
-        with log.timer("train", data.device):
-            for idx in iter_batches(data.n, self.p.batch_size, self._batch_gen, data.device):
-                if keep is not None:
-                    idx = idx[keep[idx]]
-                    if idx.numel() == 0:
-                        continue
-                terms = nrch_batch_loss(
-                    self.img_net(image[idx]), self.txt_net(text[idx]), self.W, labels[idx], self._pd
-                )
-                self._opt_img.zero_grad(set_to_none=True)
-                self._opt_txt.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                self._opt_img.step()
-                self._opt_txt.step()
-                sums += torch.stack([terms[k].detach() for k in self.LOSS_KEYS])
-                batches += 1
-        if batches:
-            log.losses.update(zip(self.LOSS_KEYS, (sums / batches).tolist()))
-        return log
+        h, g = self.encode("image", data.image), self.encode("text", data.text)
+        u, v = h.tanh(), g.tanh()
+        lam = self._pd["lam"]
+        chunk = max(1, PAIR_CHUNK // max(data.n, 1))
+        out = []
+        for s in range(0, data.n, chunk):
+            rows = torch.arange(s, min(s + chunk, data.n), device=h.device)
+            lr = rch_loss_against_all(u, v, labels, rows, self._pd)
+            lq = quantization_loss(u[rows], v[rows])
+            out.append(lam * lr + (1.0 - lam) * lq + prototype_sample_loss(h[rows], g[rows], self.W, labels[rows]))
+        losses = torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
+        if not np.isfinite(losses).all():
+            raise RunFailed(f"NaN in {self.name} per-sample training loss; lower 'lr' or check the input features")
+        return losses
+
+    @torch.no_grad()
+    def train_codes(self, data: TrainData) -> dict[str, torch.Tensor]:
+        scale = math.sqrt(self.bits)
+        return {"image": self.encode("image", data.image) * scale, "text": self.encode("text", data.text) * scale}
+
+    def add_parameters(self, params: Iterable[nn.Parameter]) -> None:
+        """Extra parameters join the image optimiser (RMSprop, the method's lr and weight decay), like W."""
+        self._opt_img.add_param_group({"params": list(params)})
 
     # ---------------------------------------------------------------- inference
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
