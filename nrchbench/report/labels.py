@@ -84,8 +84,19 @@ def _plain(v: Any) -> Any:
     return json.loads(canonical_json(v))
 
 
+#: How the field writes names that are not plain acronyms.
+_KNOWN_NAMES = {
+    "coteaching": "Co-teaching",
+    "gmm-select": "GMM-select",
+    "oracle": "Clean-label oracle",
+    "mrl": "MRL (hashed)",
+}
+
+
 def _name(method: str) -> str:
     """``dcmh`` → ``DCMH``, ``nrch-nogmm`` → ``NRCH-nogmm``: the field's names are acronyms."""
+    if method in _KNOWN_NAMES:
+        return _KNOWN_NAMES[method]
     head, sep, tail = method.partition("-")
     return head.upper() + sep + tail
 
@@ -121,9 +132,22 @@ def method_label(
         text += f" ({_params_text(shown)})"
     if strategy and strategy != "none":
         text += f" + {labels.get(strategy, _name(strategy))}"
-        if strategy_params:
-            text += f" ({_params_text(dict(sorted(strategy_params.items())))})"
+        shown_st = _non_default_strategy(strategy, strategy_params or {})
+        if shown_st:
+            text += f" ({_params_text(dict(sorted(shown_st.items())))})"
     return labels.get(text, text)
+
+
+def _non_default_strategy(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The strategy parameters that differ from the strategy's defaults (records store all of them)."""
+    from nrchbench.errors import RegistryError
+    from nrchbench.registry import STRATEGIES
+
+    try:
+        defaults = STRATEGIES.get(strategy).Params.defaults()
+    except (RegistryError, AttributeError):
+        return dict(params)
+    return {k: v for k, v in params.items() if defaults.get(k, object()) != v}
 
 
 def parse_labels(items: Mapping[str, str] | list[str] | tuple[str, ...] | None) -> dict[str, str]:
