@@ -81,6 +81,10 @@ ZERO_RELEVANT_POLICIES = ("exclude", "zero")
 MAX_BITS = 4096
 #: Seeds are 32-bit: numpy, torch and scikit-learn are all seeded from them.
 MAX_SEED = 2**32 - 1
+#: The protocol's default input transform (PROTOCOL §1): per-dimension z-scores with training
+#: statistics — the one transform under which every built-in method trains at any input scale,
+#: sign and sparsity (measured in issue 20). ``none`` keeps the features as given.
+DEFAULT_FEATURE_TRANSFORM = "zscore"
 #: The k of map@k / precision@k / recall@k computed by default: DJSRH-lineage papers report
 #: mAP@50, HashNet-lineage mAP@1000 or @5000 (a dataset loader may declare its own ``eval_topk``).
 DEFAULT_TOPK = (50, 100, 1000, 5000)
@@ -107,7 +111,10 @@ class RunSpec(BaseModel):
         params: the user's hyper-parameter overrides (converted to their types).
         resolved_params: every hyper-parameter of the method as trained.
         split, split_seed, val_size, dataset_options: how the data was loaded and split.
-        feature_transform: the protocol's input transform (``none`` = features as given).
+        feature_transform: the protocol's input transform, applied identically to every method
+            with statistics from the training split: ``zscore`` (the default since schema 2),
+            ``none`` (features as given: what the official codes use; every schema-1 record),
+            ``scale``, ``l2``. See docs/PROTOCOL.md §1.
         strategy, strategy_params: the noise-robust training strategy (``none`` = the base method).
         selection: model selection (``last`` epoch, or best on the ``val`` split every
             ``val_every`` epochs).
@@ -187,7 +194,7 @@ def resolve_spec(
     split_seed: int = 0,
     val_size: int = 0,
     dataset_options: Mapping[str, Any] | None = None,
-    feature_transform: str = "none",
+    feature_transform: str = DEFAULT_FEATURE_TRANSFORM,
     strategy: str = "none",
     strategy_params: Mapping[str, Any] | None = None,
     selection: str = "last",

@@ -113,9 +113,9 @@ def spec_options() -> Decorator:
         opts = [
             click.option(
                 "--feature-transform",
-                default="none",
+                default="zscore",
                 show_default=True,
-                help="Input transform of both modalities, statistics from the training split (none, zscore, ...).",
+                help="Input transform of both modalities, statistics from the training split: zscore, none (as given), scale, l2.",
             ),
             click.option(
                 "--select",
