@@ -19,8 +19,11 @@ Switches (default = the official code):
   z ~ N(0, 1): about 69 % of the entries are −1) | ``symmetric`` (normalise(sign(z)), the
   unbiased reading PEERS.md §4.1 gives).
 
-The paper's ranking loss (eqs. 8, 14) has the shift ξ > 0 as well (its value is not given);
-its margin condition M_ii − M_ij ≤ m is the code's S_ij ≥ S_ii − m.
+Hyper-parameter defaults of these functions are the README feature command's (α 0.7, m 0.2,
+s 0.1) and the paper's fixed values (T 0.9, K 4096, δ 0.4); the argparse defaults differ
+(α 0.9, s 1.0, 100 epochs). The paper's ranking loss (eqs. 8, 14) has the shift ξ > 0 as
+well (its value is not given; PEERS.md §4.2 reads it as absent); its margin condition
+M_ii − M_ij ≤ m is the code's S_ij ≥ S_ii − m.
 
 Numerical note: the cross-entropies use ``log_softmax`` where the code takes
 ``softmax(·).log()`` and the log-sum-exp uses ``torch.logsumexp`` where the code takes
@@ -197,7 +200,7 @@ def warmup_contrastive_loss(h: torch.Tensor, g: torch.Tensor, temperature: float
 
 
 def ranking_loss(
-    h: torch.Tensor, g: torch.Tensor, margin: float = 0.2, shift: float = 1.0, tau: float = 1.0
+    h: torch.Tensor, g: torch.Tensor, margin: float = 0.2, shift: float = 0.1, tau: float = 1.0
 ) -> torch.Tensor:
     """The cross-modal ranking loss L_r (PEERS.md §4.2; paper eqs. 8, 14).
 
@@ -214,7 +217,9 @@ def ranking_loss(
     The diagonal is **not** clamped (unlike NRCH/SCBCH) and stays inside the log-sum-exp.
 
     Args:
-        h, g: n×L outputs. margin: m (0.2). shift: s (code default 1.0; README Flickr 0.1).
+        h, g: n×L outputs. margin: m (code and paper: 0.2).
+        shift: s — the README command's 0.1 (the argparse default is 1.0, the
+            ``ContrastiveLoss`` class default 2.0; the paper's ξ > 0 is not given).
         tau: τ (the code calls it with 1).
 
     Returns:
@@ -239,7 +244,7 @@ def ucch_batch_loss(
     alpha: float = 0.7,
     temperature: float = 0.9,
     margin: float = 0.2,
-    shift: float = 1.0,
+    shift: float = 0.1,
 ) -> dict[str, torch.Tensor]:
     """The training loss of one batch: L = α·L_c + (1 − α)·L_r [CODE UCCH.py:156–161; paper eq. 15].
 
@@ -247,8 +252,11 @@ def ucch_batch_loss(
         h, g: n×L outputs. memory: the bank V before this batch's update. idx: (n,) indices.
         negatives: (n, K) memory indices, or None in a warm-up epoch (in-batch keys,
             :func:`warmup_contrastive_loss`).
-        alpha: α (the paper's β; code default 0.9, README command 0.7).
-        temperature: T. margin: m. shift: s.
+        alpha: α (the paper's β): the README feature command's 0.7 (argparse default 0.9).
+        temperature: T. margin: m. shift: s (README 0.1, see :func:`ranking_loss`).
+
+    The defaults are the README feature command's (``--alpha 0.7 --margin 0.2 --shift 0.1``),
+    the authors' published run, as for SCBCH's α/β.
 
     Returns:
         ``loss`` (to backpropagate) and the unweighted terms ``loss_c`` and ``loss_r``.
