@@ -1,13 +1,19 @@
-"""SCBCH's pure functions against naive loops over their formulas (PEERS.md §2.3–2.4)."""
+"""SCBCH: the pure functions against naive loops over their formulas (PEERS.md §2.3–2.4), and
+the method class — its wiring against a hand-written official training epoch, per-dataset
+values, per-epoch diagnostics and an end-to-end tiny run through the runner."""
 
 from __future__ import annotations
 
+import copy
 import math
 
+import numpy as np
 import pytest
 import torch
+from conftest import SMALL
 
-from nrchbench.methods import scbch
+from nrchbench.methods import create_method, scbch
+from nrchbench.methods.base import Rng
 from nrchbench.methods.scbch import (
     bidirectional_contrastive_loss,
     class_probabilities,
@@ -17,6 +23,9 @@ from nrchbench.methods.scbch import (
     quantization_loss,
     scbch_batch_loss,
 )
+from nrchbench.runner import run
+from nrchbench.spec import resolve_spec
+from nrchbench.testing import mock_data
 
 torch.set_num_threads(1)
 F64 = torch.float64
@@ -279,3 +288,151 @@ def test_knn_weights_reject_bad_input():
         knn_agreement_weights(u, v[:4], _labels(5, 3, 11))
     with pytest.raises(ValueError, match="k and chunk_size"):
         knn_agreement_weights(u, v, _labels(5, 3, 11), k=0)
+
+
+def test_knn_weights_report_the_agreement_they_map():
+    u, v = _outputs(25, 6, 12)
+    y = _labels(25, 4, 12)
+    out = knn_agreement_weights(u, v, y, k=4, gamma=0.3)
+    torch.testing.assert_close(out.weights, 0.3 + 0.7 * out.agreement, rtol=0, atol=1e-15)
+
+
+# ----------------------------------------------------------------------------- the method class
+@pytest.mark.parametrize(
+    ("dataset", "margin", "shift"),
+    [
+        ("mirflickr", 0.15, 0.8),
+        ("nuswide", 0.2, 1.0),
+        ("coco", 0.3, 1.1),
+        ("iapr", 0.3, 1.2),
+        ("wiki", 0.2, 1.0),
+        ("synthetic", 0.2, 1.0),
+        ("/some/plugin/dir", 0.2, 1.0),
+    ],
+)
+def test_per_dataset_margin_and_shift(dataset, margin, shift):
+    _, rp = scbch.SCBCH.resolve_params("paper", dataset=dataset)
+    assert (rp["margin"], rp["shift"], rp["k"]) == (margin, shift, 20)
+    # the user's value wins over the dataset's
+    _, rp = scbch.SCBCH.resolve_params("paper", {"margin": 0.5}, dataset=dataset)
+    assert rp["margin"] == 0.5
+
+
+def test_presets_are_the_official_recipe_and_fast_is_the_fidelity_configuration():
+    _, paper = scbch.SCBCH.resolve_params("paper")
+    assert (paper["hidden"], paper["epochs"], paper["batch_size"], paper["lr"], paper["weight_decay"]) == (
+        8192,
+        50,
+        128,
+        1e-4,
+        1e-5,
+    )
+    assert (paper["alpha"], paper["beta"], paper["lambda_cls"], paper["k"], paper["gamma"]) == (0.7, 0.3, 1.0, 20, 0.5)
+    assert (paper["weight_start_epoch"], paper["clamp_sim"]) == (5, False)
+    _, fast = scbch.SCBCH.resolve_params("fast")
+    assert {k for k in fast if fast[k] != paper[k]} == {"hidden"} and fast["hidden"] == 1024
+
+
+def _setup(seed: int = 0, **params):
+    data = mock_data().train
+    m = create_method("scbch", 16, "tiny", **params)
+    m.setup(data, Rng(seed))
+    return m, data
+
+
+def _reference_epoch(m, data, weights):
+    """One epoch as the official loop runs it (train.py:398–425), on copies of ``m``'s state.
+
+    Two Adam optimisers — the image net's with W_u registered in it, the text net's with W_v —
+    one backward of the total and both steps per shuffled batch, the last batch kept; the
+    classifier weights looked up by training index.
+    """
+    p = m.p
+    img, txt = copy.deepcopy(m.img_net), copy.deepcopy(m.txt_net)
+    W_u, W_v = copy.deepcopy(m.W_u), copy.deepcopy(m.W_v)
+    opt = torch.optim.Adam([*img.parameters(), W_u], lr=p.lr, weight_decay=p.weight_decay)
+    txt_opt = torch.optim.Adam([*txt.parameters(), W_v], lr=p.lr, weight_decay=p.weight_decay)
+    gen = torch.Generator()
+    gen.set_state(m._batch_gen.get_state())
+    perm = torch.randperm(data.n, generator=gen)
+    for s in range(0, data.n, p.batch_size):
+        ind = perm[s : s + p.batch_size]
+        u, v = img(data.image[ind]), txt(data.text[ind])
+        y = data.labels[ind]
+        w = None if weights is None else weights[ind]
+        loss = scbch_batch_loss(
+            u, v, W_u, W_v, y, w, margin=p.margin, shift=p.shift, tau=p.tau, alpha=p.alpha, beta=p.beta
+        )["loss"]
+        opt.zero_grad()
+        txt_opt.zero_grad()
+        loss.backward()
+        opt.step()
+        txt_opt.step()
+    return img, txt, W_u, W_v
+
+
+@pytest.mark.parametrize("epoch", [0, 3])
+def test_one_epoch_equals_the_official_loop(epoch):
+    m, data = _setup()
+    weights = None
+    if epoch >= m.p.weight_start_epoch:
+        with torch.no_grad():
+            weights = knn_agreement_weights(
+                m.img_net(data.image), m.txt_net(data.text), data.labels, k=m.p.k, gamma=m.p.gamma
+            ).weights
+    img, txt, W_u, W_v = _reference_epoch(m, data, weights)
+    log = m.train_epoch(epoch, data, Rng(0))
+    for a, b in zip(
+        [*m.img_net.parameters(), *m.txt_net.parameters(), m.W_u, m.W_v],
+        [*img.parameters(), *txt.parameters(), W_u, W_v],
+    ):
+        assert torch.equal(a, b)
+    if weights is None:
+        assert np.array_equal(log.weights, np.ones(data.n)) and log.sample_loss is None
+        assert "knn_nonpositive" not in log.values
+    else:
+        np.testing.assert_array_equal(log.weights, weights.double().numpy())
+        assert log.values["knn_nonpositive"] == 0.0 and log.values["weight_min"] >= 0.5
+        assert log.sample_loss.shape == (data.n,) and log.sample_loss.min() >= 0.0
+    assert set(log.losses) == {"loss", "loss_con", "loss_q", "loss_cls"}
+    assert log.times["train"] > 0
+
+
+def test_classifier_matrices_are_orthogonal_and_weight_decayed_with_their_modality():
+    m, _ = _setup()
+    assert m.W_u.shape == (16, m.W_u.shape[1]) and m.W_u.shape == m.W_v.shape
+    L, C = m.W_u.shape
+    gram = m.W_u.T @ m.W_u if L >= C else m.W_u @ m.W_u.T  # orthonormal columns (L ≥ C) or rows
+    torch.testing.assert_close(gram.detach(), torch.eye(min(L, C)), atol=1e-5, rtol=0)
+    img_params = {id(t) for g in m._opt_img.param_groups for t in g["params"]}
+    txt_params = {id(t) for g in m._opt_txt.param_groups for t in g["params"]}
+    assert id(m.W_u) in img_params and id(m.W_v) in txt_params
+    assert id(m.W_u) not in txt_params and id(m.W_v) not in img_params
+    assert all(g["weight_decay"] == m.p.weight_decay for g in m._opt_img.param_groups)
+
+
+def test_weights_can_be_switched_off_and_clamped():
+    m, data = _setup(weight_start_epoch=100)
+    log = m.train_epoch(7, data, Rng(0))
+    assert np.array_equal(log.weights, np.ones(data.n))
+    m, data = _setup(clamp_sim=True)
+    log = m.train_epoch(5, data, Rng(0))
+    assert log.weights.min() >= 0.5 - 1e-7
+
+
+def test_end_to_end_tiny_run_is_above_chance_and_records_weight_diagnostics():
+    spec = resolve_spec("scbch", bits=16, preset="tiny", noise_rate=0.5, dataset_options=SMALL, device="cpu")
+    rec = run(spec)
+    assert rec.status == "ok"
+    d = rec.to_dict()
+    for direction in ("i2t", "t2i"):
+        assert d["metrics"][direction]["map"] > d["metrics"][direction]["chance"] + 0.02
+    h = d["history"]
+    assert len(h) == spec.resolved_params["epochs"]
+    start = spec.resolved_params["weight_start_epoch"]
+    assert h[0]["weight_mean_clean"] == h[0]["weight_mean_noisy"] == 1.0
+    last = h[-1]
+    assert 0.5 <= last["weight_mean_noisy"] <= 1.0 and 0.5 <= last["weight_mean_clean"] <= 1.0
+    assert all("knn_nonpositive" in e for e in h[start:]) and not any("knn_nonpositive" in e for e in h[:start])
+    hist = d["diagnostics"]["sample_loss_hist"]
+    assert sum(hist["clean"]) + sum(hist["noisy"]) == 250

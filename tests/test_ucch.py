@@ -1,22 +1,35 @@
-"""UCCH's pure functions against naive loops over their formulas (PEERS.md §4.2)."""
+"""UCCH: the pure functions against naive loops over their formulas (PEERS.md §4.2), and the
+method class — its wiring against a hand-written official training epoch, the learning-rate
+schedule against torch's scheduler used as the code uses it, label invariance and an
+end-to-end tiny run through the runner."""
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 
 import pytest
 import torch
+from conftest import SMALL
 
+from nrchbench.methods import create_method
+from nrchbench.methods.base import Rng, TrainData
 from nrchbench.methods.ucch import (
+    UCCH,
     contrastive_hash_loss,
     draw_negatives,
     init_memory,
     key_logits,
+    learning_rate,
     ranking_loss,
     ucch_batch_loss,
     updated_memory,
     warmup_contrastive_loss,
 )
+from nrchbench.runner import run
+from nrchbench.spec import resolve_spec
+from nrchbench.testing import mock_data
 
 torch.set_num_threads(1)
 F64 = torch.float64
@@ -119,8 +132,9 @@ def test_key_logits_are_cosines_over_T():
 
 
 @pytest.mark.parametrize("T", [0.9, 0.2])
-def test_contrastive_hash_loss_equals_loop(T):
-    n, L, N, K = 5, 8, 11, 7
+@pytest.mark.parametrize(("L", "K"), [(8, 7), (3, 2)])  # N = 11 ≤ (K+1)·L: products route; else gather
+def test_contrastive_hash_loss_equals_loop(T, L, K):
+    n, N = 5, 11
     h, g = _outputs(n, L, 7)
     memory = torch.randn(N, L, generator=torch.Generator().manual_seed(7), dtype=F64)
     idx = torch.tensor([3, 0, 10, 5, 7])
@@ -138,11 +152,12 @@ def test_contrastive_hash_loss_equals_loop(T):
     assert got.item() == pytest.approx(naive, rel=1e-12)
 
 
-def test_contrastive_hash_loss_trains_the_nets_not_the_memory():
+@pytest.mark.parametrize("N", [10, 30])  # (K+1)·L = 24: products route, gather route
+def test_contrastive_hash_loss_trains_the_nets_not_the_memory(N):
     h, g = _outputs(4, 6, 9)
     h.requires_grad_(True)
-    memory = torch.randn(10, 6, dtype=F64, requires_grad=True)
-    loss = contrastive_hash_loss(h, g, memory, torch.arange(4), torch.randint(0, 10, (4, 3)))
+    memory = torch.randn(N, 6, dtype=F64, requires_grad=True)
+    loss = contrastive_hash_loss(h, g, memory, torch.arange(4), torch.randint(0, N, (4, 3)))
     loss.backward()
     assert h.grad is not None and h.grad.abs().sum() > 0
     assert memory.grad is None
@@ -222,3 +237,151 @@ def test_batch_loss_total_and_warmup_path():
     warm = ucch_batch_loss(h, g, memory, idx, None, alpha=0.9)
     assert warm["loss_c"].item() == pytest.approx(warmup_contrastive_loss(h, g, 0.9).item(), rel=1e-14)
     assert warm["loss"].item() == pytest.approx(0.9 * warm["loss_c"].item() + 0.1 * warm["loss_r"].item(), rel=1e-14)
+
+
+# ----------------------------------------------------------------------------- learning rate
+def test_learning_rate_is_the_codes_multisteplr_use():
+    """UCCH.py:225–228: ``step(start_epoch)`` before the loop, ``step(epoch)`` after each epoch."""
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([w], lr=1e-4)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [30, 60, 90, 120], gamma=0.1)
+    seen = []
+    with warnings.catch_warnings():  # the epoch argument of step() is deprecated in torch
+        warnings.simplefilter("ignore")
+        sched.step(0)
+        for epoch in range(130):
+            seen.append(opt.param_groups[0]["lr"])
+            sched.step(epoch)
+    ours = [learning_rate(e, 1e-4, [30, 60, 90, 120], 0.1) for e in range(130)]
+    assert ours == pytest.approx(seen, rel=1e-12)
+    assert ours[30] == 1e-4 and ours[31] == pytest.approx(1e-5)
+
+
+# ----------------------------------------------------------------------------- the method class
+def test_presets_are_the_published_recipe_and_fast_is_the_fidelity_configuration():
+    _, paper = UCCH.resolve_params("paper")
+    assert (paper["hidden"], paper["epochs"], paper["batch_size"], paper["lr"], paper["weight_decay"]) == (
+        8192,
+        20,
+        256,
+        1e-4,
+        1e-6,
+    )
+    assert (paper["alpha"], paper["margin"], paper["shift"], paper["temperature"]) == (0.7, 0.2, 0.1, 0.9)
+    assert (paper["num_negatives"], paper["momentum"], paper["warmup_epochs"], paper["clip_norm"]) == (
+        4096,
+        0.4,
+        1,
+        1.0,
+    )
+    assert (paper["memory_update"], paper["memory_init"], paper["drop_last"]) == ("code", "code", True)
+    _, fast = UCCH.resolve_params("fast")
+    assert {k for k in fast if fast[k] != paper[k]} == {"hidden"} and fast["hidden"] == 1024
+    for dataset in ("mirflickr", "wiki", "coco"):
+        assert UCCH.resolve_params("paper", dataset=dataset)[1] == paper
+
+
+def _setup(seed: int = 0, **params):
+    data = mock_data().train
+    data = TrainData(data.image, data.text, torch.zeros_like(data.labels), data.device)
+    m = create_method("ucch", 16, "tiny", **params)
+    m.setup(data, Rng(seed))
+    return m, data
+
+
+def _clone(g: torch.Generator) -> torch.Generator:
+    c = torch.Generator()
+    c.set_state(g.get_state())
+    return c
+
+
+def _reference_epochs(m, data, epochs):
+    """Epochs as the official loop runs them (UCCH.py:147–166, NCEAverage.forward), on copies.
+
+    Per batch (shuffled, drop_last): outputs; keys read from the bank (or in-batch keys in
+    warm-up); the bank rows of the batch updated in the forward; the loss; one Adam step over
+    both nets after clipping their total gradient norm at 1.
+    """
+    p = m.p
+    img, txt = copy.deepcopy(m.img_net), copy.deepcopy(m.txt_net)
+    params = [*img.parameters(), *txt.parameters()]
+    opt = torch.optim.Adam(params, lr=p.lr, weight_decay=p.weight_decay)
+    memory = m.memory_.clone()
+    batches, negs = _clone(m._batch_gen), _clone(m._neg_gen)
+    bs = p.batch_size
+    for epoch in range(epochs):
+        warm = epoch < p.warmup_epochs
+        perm = torch.randperm(data.n, generator=batches)
+        for s in range(0, data.n - bs + 1, bs):  # drop_last
+            idx = perm[s : s + bs]
+            h, g = img(data.image[idx]), txt(data.text[idx])
+            neg = None if warm else draw_negatives(bs, p.num_negatives, data.n, negs)
+            loss = ucch_batch_loss(
+                h, g, memory, idx, neg, alpha=p.alpha, temperature=p.temperature, margin=p.margin, shift=p.shift
+            )["loss"]
+            memory[idx] = updated_memory(memory[idx], h, g, 0.0 if warm else p.momentum)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+    return img, txt, memory
+
+
+def test_two_epochs_equal_the_official_loop():
+    m, data = _setup()
+    img, txt, memory = _reference_epochs(m, data, 2)
+    logs = [m.train_epoch(e, data, Rng(0)) for e in range(2)]
+    for a, b in zip([*m.img_net.parameters(), *m.txt_net.parameters()], [*img.parameters(), *txt.parameters()]):
+        assert torch.equal(a, b)
+    assert torch.equal(m.memory_, memory)
+    for log in logs:
+        assert set(log.losses) == {"loss", "loss_c", "loss_r"}
+        assert log.values["lr"] == m.p.lr and 0.0 <= log.values["memory_flips"] <= 1.0
+        assert log.weights is None and log.selected is None
+
+
+def test_drop_last_leaves_the_skipped_rows_of_the_bank_untouched():
+    m, data = _setup(batch_size=96)  # 250 rows: 2 batches, 58 rows skipped
+    before = m.memory_.clone()
+    gen = _clone(m._batch_gen)
+    m.train_epoch(0, data, Rng(0))
+    skipped = torch.randperm(data.n, generator=gen)[192:]
+    changed = (m.memory_ != before).any(dim=1)
+    assert not changed[skipped].any() and int(changed.sum()) == 192
+    m, data = _setup(batch_size=96, drop_last=False)
+    before = m.memory_.clone()
+    m.train_epoch(0, data, Rng(0))
+    assert bool((m.memory_ != before).any(dim=1).all())
+
+
+def test_codes_are_bit_identical_across_label_matrices():
+    """uses_labels = False: the labels are never read, whatever they hold."""
+    base = mock_data()
+    g = torch.Generator().manual_seed(3)
+    outputs = []
+    for labels in (
+        torch.zeros_like(base.train.labels),
+        base.train.labels,
+        (torch.rand(base.train.labels.shape, generator=g) < 0.5).float(),
+    ):
+        data = TrainData(base.train.image, base.train.text, labels, base.train.device)
+        m = create_method("ucch", 16, "tiny")
+        m.fit(data, seed=1)
+        outputs.append((m.encode("image", base.query_image), m.encode("text", base.query_text)))
+    for img, txt in outputs[1:]:
+        assert torch.equal(img, outputs[0][0]) and torch.equal(txt, outputs[0][1])
+    assert UCCH.uses_labels is False
+
+
+def test_end_to_end_tiny_run_is_above_chance_and_noise_invariant():
+    recs = [
+        run(resolve_spec("ucch", bits=16, preset="tiny", noise_rate=r, dataset_options=SMALL, device="cpu"))
+        for r in (0.2, 0.8)
+    ]
+    d = [r.to_dict() for r in recs]
+    assert all(r.status == "ok" for r in recs)
+    for direction in ("i2t", "t2i"):
+        assert d[0]["metrics"][direction]["map"] > d[0]["metrics"][direction]["chance"] + 0.02
+        assert d[0]["metrics"][direction]["map"] == d[1]["metrics"][direction]["map"]
+    assert recs[0].spec.noise_invariant
+    assert [e["loss"] for e in d[0]["history"]] == [e["loss"] for e in d[1]["history"]]
