@@ -55,7 +55,8 @@ what a fully trained model can reach: on nrchbench's wiki features (SIFT/LDA), 6
 percentile of 3.55, so γ ≈ 3 (the official wiki value, and this rule's 3.10) gives every
 sample weight 0 from tp until CHL alone has brought some codes near their (then frozen)
 centres: epochs 5–20 in the official run (seed 0); by epoch 49 a small, very clean set
-trains CAL (weight > 0 for 10.7 % of the clean and 0.6 % of the noisy rows). The method
+trains CAL (weight > 0 for 10.7 % of the clean and 0.6 % of the noisy rows). That works:
+over 3 seeds γ = 3 gives mAP 0.246 ± 0.004 against 0.183 ± 0.037 at γ = 5. The method
 class must log the fraction of zero weights split by the clean mask.
 """
 
