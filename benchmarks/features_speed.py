@@ -104,13 +104,14 @@ def preprocess_rate(images: Path, model: Path, k: int = 64) -> float:
     """Single-thread decode + image-processor rate (images/s) on the first k images."""
     from transformers import AutoImageProcessor
 
-    from nrchbench.features.extract import _load_image, list_images
+    from nrchbench.features.encoders import load_image
+    from nrchbench.features.inputs import list_images
 
     proc = AutoImageProcessor.from_pretrained(str(model), local_files_only=True)
     paths = list_images(images).paths[:k]
     t = time.perf_counter()
     for p in paths:
-        proc(images=[_load_image(p)], return_tensors="pt")
+        proc(images=[load_image(p)], return_tensors="pt")
     return len(paths) / (time.perf_counter() - t)
 
 

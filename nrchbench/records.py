@@ -1,87 +1,187 @@
-"""Result records on disk: paths, atomic writes, loading and validation.
+"""Result records: one typed, versioned :class:`Record` per run, and where they live on disk.
 
-One JSON file per run at ``<out>/runs/<dataset>/<method>/<run_id>.json`` (schema in
-``docs/ARCHITECTURE.md``). The path derives from the run id alone, and every file is written
-through a temp file and a rename, so a record is either complete or absent, and one spec
-never has two records. A run's codes (``--save-codes``) go to ``<run_id>.codes.npz`` beside
-the record and are written *before* it, so a record never points to a missing file.
+One JSON file per run at ``<out>/runs/<dataset>/<method>/<run_id>.json``. The path derives
+from the run id alone, and every file is written through a temp file and a rename, so a
+record is either complete or absent, and one spec never has two records. A run's codes
+(``--save-codes``) go to ``<run_id>.codes.npz`` beside the record and are written *before*
+it, so a record never points to a missing file.
+
+Schema versions: a file of an older schema is migrated when read (:func:`migrate`), so every
+record ever written loads; a file of a newer schema is refused with a line saying so.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nrchbench.errors import DataError
-from nrchbench.spec import IDENTITY_FIELDS, ResolvedSpec, RunSpec, compute_run_id, ensure_resolved
+from nrchbench.spec import IDENTITY_FIELDS, LEGACY_NAMES, RunSpec
 from nrchbench.utils import atomic_write_json
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+__all__ = [
+    "SCHEMA_VERSION",
+    "Record",
+    "codes_path",
+    "find_record",
+    "iter_record_paths",
+    "load_records",
+    "locate_record",
+    "migrate",
+    "read_record",
+    "record_path",
+    "write_record",
+]
+
+SCHEMA_VERSION = 2
 RUNS_DIR = "runs"
 TMP_SUFFIX = ".tmp"
+DIRECTIONS = ("i2t", "t2i", "avg")
+TIMING_KEYS = ("load", "noise", "fit", "encode", "evaluate", "total")
 
 _RUN_ID = re.compile(r"^[0-9a-f]{16}$")
-_NUM = (int, float)
+_RENAMED = {key: {old: new for new, old in names.items()} for key, names in LEGACY_NAMES.items()}
 
-#: Required top-level keys → accepted types (None allowed where listed).
-TOP_LEVEL: dict[str, tuple[type, ...]] = {
-    "schema_version": (int,),
-    "run_id": (str,),
-    "status": (str,),
-    "error": (str, type(None)),
-    "spec": (dict,),
-    "dataset": (dict,),
-    "noise_report": (dict, type(None)),
-    "metrics": (dict,),
-    "history": (list,),
-    "diagnostics": (dict,),
-    "timing": (dict,),
-    "env": (dict,),
-    "codes": (str, type(None)),
-    "created": (str,),
-}
-SPEC_KEYS: dict[str, tuple[type, ...]] = {
-    "method": (str,),
-    "dataset": (str,),
-    "bits": (int,),
-    "noise_model": (str, type(None)),
-    "noise_rate": (*_NUM, type(None)),
-    "noise_params": (dict,),
-    "seed": (int,),
-    "preset": (str,),
-    "params": (dict,),
-    "split": (str, type(None)),
-    "split_seed": (int,),
-    "val_size": (int,),
-    "dataset_options": (dict,),
-    "resolved_params": (dict,),
-    "preset_requested": (str,),
-    "device": (str,),
-    "noise_invariant": (bool,),
-    "selection": (str,),
-}
-TIMING_KEYS = ("load", "noise", "fit", "encode", "evaluate", "total")
-ENV_KEYS = (
-    "nrchbench",
-    "python",
-    "torch",
-    "numpy",
-    "cuda",
-    "device",
-    "device_name",
-    "git_revision",
-    "hostname",
-    "platform",
-)
-DIRECTIONS = ("i2t", "t2i", "avg")
+
+class HistoryEntry(BaseModel):
+    """One epoch of the per-epoch history: ``epoch`` plus flat JSON numbers (loss terms,
+    ``time_<phase>``, values, ``selected_fraction``/``sel_precision``/``sel_recall``, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+    epoch: int
+
+
+class Env(BaseModel):
+    """Where and with what a run ran."""
+
+    model_config = ConfigDict(extra="allow")
+    nrchbench: str
+    python: str
+    torch: str
+    numpy: str
+    cuda: str | None
+    device: str
+    device_name: str
+    git_revision: str | None
+    hostname: str
+    platform: str
+    torch_threads: int | None = None  # CPU training depends on it; absent in early records
+
+
+class Record(BaseModel):
+    """The result of one run (PROTOCOL §5; the layout is in docs/ARCHITECTURE.md).
+
+    Built in one place (the runner), read through :func:`read_record`/:func:`load_records`.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, protected_namespaces=())
+
+    schema_version: Literal[2] = SCHEMA_VERSION
+    run_id: str = Field(pattern=_RUN_ID.pattern)
+    status: Literal["ok", "failed"]
+    error: str | None = None
+    spec: RunSpec
+    dataset: dict[str, Any] = Field(default_factory=dict)
+    noise_report: dict[str, Any] | None = None
+    metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    evaluation: dict[str, Any] | None = None
+    selection: dict[str, Any] | None = None
+    history: list[HistoryEntry] = Field(default_factory=list)
+    diagnostics: dict[str, Any] = Field(default_factory=dict)
+    timing: dict[str, float] = Field(default_factory=dict)
+    env: Env
+    codes: str | None = None
+    created: str
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Record:
+        if self.spec.run_id != self.run_id:
+            raise ValueError("run_id does not match the hash of the spec (record edited or corrupted)")
+        if self.status == "failed" and not self.error:
+            raise ValueError("a failed record needs an error")
+        if self.status == "ok":
+            missing = [k for k in TIMING_KEYS if k not in self.timing]
+            if missing:
+                raise ValueError(f"missing timing.{missing[0]}")
+            for d in DIRECTIONS:
+                m = self.metrics.get(d)
+                if not isinstance(m, Mapping):
+                    raise ValueError(f"missing metrics.{d}")
+                for key in ("map", "map_tie"):
+                    v = m.get(key)
+                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                        raise ValueError(f"metrics.{d}.{key} is {v!r}, expected a finite number")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as the JSON object written to disk."""
+        return self.model_dump(mode="json")
+
+    def metric(self, direction: str, name: str) -> Any:
+        """``metrics[direction][name]``, or None when not computed."""
+        return self.metrics.get(direction, {}).get(name)
+
+
+# ---------------------------------------------------------------------- schema versions
+def migrate(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A record dict of any known schema as a schema-2 dict (no-op for schema 2).
+
+    Schema 1 → 2: ``spec.selection`` ``"last-epoch"`` is now ``"last"`` (and, like the other
+    spec fields added in schema 2, not part of the run id at its default); the sections
+    ``evaluation`` and ``selection`` are absent (null). Any schema: the noise model ``nrch`` is
+    now ``one-swap`` and the split rule ``nrch`` is ``contiguous`` (the run id hashes the old
+    names, so it is unchanged).
+
+    Raises:
+        DataError: a schema newer than this nrchbench knows.
+    """
+    out = dict(data)
+    version = out.get("schema_version")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise DataError(
+            f"schema_version {version} was written by a newer nrchbench (this one reads ≤ {SCHEMA_VERSION}); upgrade"
+        )
+    spec = dict(out.get("spec") or {})
+    if version == 1:
+        if spec.get("selection") == "last-epoch":
+            spec["selection"] = "last"
+        out.setdefault("evaluation", None)
+        out.setdefault("selection", None)
+        out["schema_version"] = 2
+    for key, renamed in _RENAMED.items():  # old names of noise models and split rules
+        if spec.get(key) in renamed:
+            spec[key] = renamed[spec[key]]
+    if spec:
+        out["spec"] = spec
+    return out
+
+
+def parse_record(data: Any, source: str = "record") -> Record:
+    """Validate (and migrate) a record dict.
+
+    Raises:
+        DataError: one line naming ``source`` and the first problem.
+    """
+    if not isinstance(data, Mapping):
+        raise DataError(f"{source} is invalid: expected a JSON object, got {type(data).__name__}")
+    try:
+        return Record.model_validate(migrate(data))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        raise DataError(f"{source} is invalid: {where + ': ' if where else ''}{msg}") from None
 
 
 # ---------------------------------------------------------------------- paths
@@ -93,124 +193,42 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "_", name) or "_"
 
 
-def record_path(out: str | os.PathLike, record_or_spec: Any) -> Path:
-    """``<out>/runs/<dataset>/<method>/<run_id>.json`` for a record, spec or resolved spec.
-
-    A :class:`RunSpec` is resolved on the default device (``auto``) to get its id.
-    """
-    if isinstance(record_or_spec, Mapping) and "run_id" in record_or_spec and "spec" in record_or_spec:
-        spec = record_or_spec["spec"]
-        run_id = record_or_spec["run_id"]
-        dataset, method = spec["dataset"], spec["method"]
-    else:
-        rs = ensure_resolved(record_or_spec)
-        run_id, dataset, method = rs.run_id, rs.dataset, rs.method
-    return Path(out) / RUNS_DIR / _safe(dataset) / _safe(method) / f"{run_id}.json"
+def record_path(out: str | os.PathLike, spec: RunSpec | Record) -> Path:
+    """``<out>/runs/<dataset>/<method>/<run_id>.json`` of a spec or a record."""
+    spec = spec.spec if isinstance(spec, Record) else spec
+    return Path(out) / RUNS_DIR / _safe(spec.dataset) / _safe(spec.method) / f"{spec.run_id}.json"
 
 
-def codes_path(out: str | os.PathLike, record_or_spec: Any) -> Path:
+def codes_path(out: str | os.PathLike, spec: RunSpec | Record) -> Path:
     """``<run_id>.codes.npz`` beside the record."""
-    p = record_path(out, record_or_spec)
+    p = record_path(out, spec)
     return p.with_name(p.stem + ".codes.npz")
 
 
 # ---------------------------------------------------------------------- writing
-def write_record(out: str | os.PathLike, record: Mapping[str, Any]) -> Path:
-    """Atomically write ``record`` to its path under ``out`` and return the path.
-
-    Raises:
-        DataError: the record does not satisfy the schema (see :func:`validate_record`).
-    """
-    validate_record(record)
+def write_record(out: str | os.PathLike, record: Record) -> Path:
+    """Atomically write ``record`` to its path under ``out`` and return the path."""
     path = record_path(out, record)
-    atomic_write_json(path, record)
+    atomic_write_json(path, record.to_dict())
     log.info("wrote %s", path)
     return path
 
 
-# ---------------------------------------------------------------------- validation
-def record_problems(record: Any) -> list[str]:
-    """Everything wrong with ``record`` against schema version 1 (empty when valid)."""
-    if not isinstance(record, Mapping):
-        return [f"expected a JSON object, got {type(record).__name__}"]
-    problems: list[str] = []
-
-    def check(obj: Mapping[str, Any], key: str, types: tuple[type, ...], where: str) -> bool:
-        if key not in obj:
-            problems.append(f"missing {where}{key}")
-            return False
-        v = obj[key]
-        # bool is an int in Python but never a number in a record (and vice versa).
-        if (isinstance(v, bool) and bool not in types) or not isinstance(v, types):
-            problems.append(f"{where}{key} has type {type(v).__name__}, expected {'/'.join(t.__name__ for t in types)}")
-            return False
-        return True
-
-    for key, types in TOP_LEVEL.items():
-        check(record, key, types, "")
-    if problems:
-        return problems
-    if record["schema_version"] != SCHEMA_VERSION:
-        problems.append(f"schema_version is {record['schema_version']}, expected {SCHEMA_VERSION}")
-    if not _RUN_ID.match(record["run_id"]):
-        problems.append(f"run_id {record['run_id']!r} is not 16 hex digits")
-    status = record["status"]
-    if status not in ("ok", "failed"):
-        problems.append(f"status {status!r} is not 'ok' or 'failed'")
-    if status == "failed" and not record["error"]:
-        problems.append("a failed record needs an error")
-    spec = record["spec"]
-    for key, types in SPEC_KEYS.items():
-        check(spec, key, types, "spec.")
-    if not any(p.startswith("spec.") or p.startswith("missing spec.") for p in problems):
-        if compute_run_id(spec) != record["run_id"]:
-            problems.append("run_id does not match the hash of the spec (record edited or corrupted)")
-    for key in TIMING_KEYS if status == "ok" else ():
-        check(record["timing"], key, _NUM, "timing.")
-    for key in ENV_KEYS:
-        if key not in record["env"]:
-            problems.append(f"missing env.{key}")
-    for i, h in enumerate(record["history"]):
-        if not isinstance(h, Mapping) or not isinstance(h.get("epoch"), int):
-            problems.append(f"history[{i}] needs an integer epoch")
-            break
-    if status == "ok":
-        for d in DIRECTIONS:
-            m = record["metrics"].get(d)
-            if not isinstance(m, Mapping):
-                problems.append(f"missing metrics.{d}")
-                continue
-            for key in ("map", "map_tie"):
-                check(m, key, _NUM, f"metrics.{d}.")
-    return problems
-
-
-def validate_record(record: Any) -> None:
-    """Raise :class:`DataError` listing every schema problem of ``record``."""
-    problems = record_problems(record)
-    if problems:
-        rid = record.get("run_id", "?") if isinstance(record, Mapping) else "?"
-        raise DataError(f"invalid record {rid}: " + "; ".join(problems[:8]))
-
-
 # ---------------------------------------------------------------------- reading
-def read_record(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate one record file.
+def read_record(path: str | os.PathLike) -> Record:
+    """Read, migrate and validate one record file.
 
     Raises:
         DataError: unreadable, not JSON, or not a valid record.
     """
     p = Path(path)
     try:
-        record = json.loads(p.read_text())
+        data = json.loads(p.read_text())
     except FileNotFoundError:
         raise DataError(f"record {str(p)!r} does not exist") from None
     except (OSError, ValueError) as exc:
         raise DataError(f"record {str(p)!r} could not be read: {exc}") from None
-    problems = record_problems(record)
-    if problems:
-        raise DataError(f"record {str(p)!r} is invalid: " + "; ".join(problems[:8]))
-    return record
+    return parse_record(data, f"record {str(p)!r}")
 
 
 def iter_record_paths(results_dir: str | os.PathLike) -> list[Path]:
@@ -227,18 +245,17 @@ def _matches(value: Any, wanted: Any) -> bool:
         return any(_matches(value, w) for w in wanted)
     if callable(wanted):
         return bool(wanted(value))
-    if isinstance(value, _NUM) and isinstance(wanted, _NUM) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and isinstance(wanted, (int, float)) and not isinstance(value, bool):
         return abs(float(value) - float(wanted)) < 1e-12
     return value == wanted
 
 
-def load_records(results_dir: str | os.PathLike, **filters: Any) -> list[dict[str, Any]]:
+def load_records(results_dir: str | os.PathLike, **filters: Any) -> list[Record]:
     """All valid records under ``results_dir``, optionally filtered.
 
-    Filters compare a top-level key (``status``, ``run_id``) or else a ``spec`` key
-    (``method``, ``dataset``, ``bits``, ``noise_rate``, ``preset``, ...) with a value, a
-    list/set of accepted values, or a predicate. Unreadable, partial or invalid files are
-    skipped with a warning in the log.
+    Filters compare ``status`` or ``run_id``, or else a spec field (``method``, ``dataset``,
+    ``bits``, ``noise_rate``, ``preset``, ...) with a value, a list/set of accepted values or
+    a predicate. Unreadable or invalid files are skipped with a warning in the log.
 
     Example:
         ``load_records("results", status="ok", dataset="wiki", bits=[16, 32])``
@@ -250,21 +267,15 @@ def load_records(results_dir: str | os.PathLike, **filters: Any) -> list[dict[st
         except DataError as exc:
             log.warning("skipping %s", exc)
             continue
-        keep = True
-        for key, wanted in filters.items():
-            if key in TOP_LEVEL:
-                value = rec.get(key)
-            else:
-                value = rec["spec"].get(key)
-            if not _matches(value, wanted):
-                keep = False
-                break
-        if keep:
+        if all(
+            _matches(getattr(rec, k) if k in ("status", "run_id") else getattr(rec.spec, k, None), w)
+            for k, w in filters.items()
+        ):
             out.append(rec)
     return out
 
 
-def find_record(out: str | os.PathLike, spec: RunSpec | ResolvedSpec | Mapping[str, Any]) -> dict[str, Any] | None:
+def find_record(out: str | os.PathLike, spec: RunSpec) -> Record | None:
     """The valid record of ``spec`` under ``out``, or None (an invalid file counts as none)."""
     path = record_path(out, spec)
     if not path.is_file():
@@ -322,11 +333,6 @@ def clean_stale_tmp(out: str | os.PathLike, min_age_s: float = 1.0) -> int:
     return removed
 
 
-def spec_of(record: Mapping[str, Any]) -> ResolvedSpec:
-    """The :class:`ResolvedSpec` of a record."""
-    return ResolvedSpec.from_dict(record["spec"])
-
-
-def identity_of(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The hashed fields of a record's spec."""
-    return {k: record["spec"].get(k) for k in IDENTITY_FIELDS}
+def identity_of(record: Record) -> dict[str, Any]:
+    """The schema-1 identity fields of a record's spec (for grouping)."""
+    return {k: getattr(record.spec, k) for k in IDENTITY_FIELDS}

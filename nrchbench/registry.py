@@ -286,5 +286,6 @@ DATASETS: Registry[Any] = Registry(
         "wikipedia": "wiki",
     },
 )
-NOISE: Registry[Any] = Registry("noise model", "nrchbench.noise")
+NOISE: Registry[Any] = Registry("noise model", "nrchbench.noise", aliases={"nrch": "one-swap"})
 METHODS: Registry[Any] = Registry("method", "nrchbench.methods")
+STRATEGIES: Registry[Any] = Registry("strategy", "nrchbench.strategies")

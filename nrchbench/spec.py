@@ -1,30 +1,48 @@
-"""Run specifications: what one run is, its stable id, and grids of them for sweeps.
+"""The run spec: one typed, frozen description of a run, resolved once at the edge.
 
-A :class:`RunSpec` is what a user asks for (``preset="auto"``, partial parameters, aliases
-allowed). :meth:`RunSpec.resolve` turns it into a :class:`ResolvedSpec`: canonical names,
-the concrete preset, every hyper-parameter, and the ``run_id`` — the first 16 hex digits of
-the SHA-256 of the canonical JSON (sorted keys) of the identity fields
-(:data:`IDENTITY_FIELDS`). Records live at paths derived from that id, so re-running a
-finished spec is skipped and two runs of one spec never produce two records.
+:func:`resolve_spec` is the only way in: it takes what a user asks for (aliases, ``preset=
+"auto"``, parameters as CLI strings), validates *everything* — method, dataset and noise
+names, every method, noise-model and dataset parameter, ranges — and returns a
+:class:`RunSpec`: canonical names, the concrete preset and every hyper-parameter. Everything
+below the CLI (runner, sweeps, backends, records, tables) takes and stores that one type.
 
-Methods with ``uses_labels = False`` are *noise-invariant*: their noise fields resolve to
-``None`` (``noise_params`` to ``{}``), so every noise level of a grid maps to one run id and
-:func:`expand_grid` keeps one spec for all of them.
+The run id is the first 16 hex digits of the SHA-256 of the canonical JSON of the identity
+(:meth:`RunSpec.identity`). Records live at paths derived from it, so re-running a finished
+spec is skipped and one spec never has two records. Fields added after schema 1
+(:data:`V2_IDENTITY_DEFAULTS`) enter the identity only when they differ from what schema 1
+implicitly meant, so every run id of an older record is unchanged.
+
+Methods with ``uses_labels = False`` are *noise-invariant* under label noise: their noise
+fields resolve to ``None`` (``noise_params`` to ``{}``), so every noise level maps to one run
+id. Under a noise model that corrupts image–text pairs (``corrupts = "pairs"``) they are not:
+the mismatched pairs are their training data.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nrchbench.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, Field
 
-#: Fields of a resolved spec that make up a run's identity (hashed into ``run_id``).
+from nrchbench.errors import ConfigError
+from nrchbench.jsonutil import canonical_json, to_jsonable
+
+__all__ = [
+    "IDENTITY_FIELDS",
+    "MAX_BITS",
+    "PRESET_CHOICES",
+    "SELECTION_RULES",
+    "ZERO_RELEVANT_POLICIES",
+    "RunSpec",
+    "compute_run_id",
+    "resolve_spec",
+]
+
+#: Identity fields of schema 1 (always hashed).
 IDENTITY_FIELDS = (
     "method",
     "dataset",
@@ -41,475 +59,310 @@ IDENTITY_FIELDS = (
     "dataset_options",
     "resolved_params",
 )
+#: Identity fields added in schema 2, with the value schema 1 implicitly had: hashed only when different.
+V2_IDENTITY_DEFAULTS: dict[str, Any] = {
+    "feature_transform": "none",
+    "strategy": "none",
+    "strategy_params": {},
+    "selection": "last",
+    "val_every": 1,
+    "zero_relevant": "exclude",
+}
+
+#: Names renamed since schema 1 (so that "nrch" names one thing, the method): hashed under
+#: their old names, so run ids never change.
+LEGACY_NAMES: dict[str, dict[str, str]] = {"noise_model": {"one-swap": "nrch"}, "split": {"contiguous": "nrch"}}
 
 PRESET_CHOICES = ("auto", "paper", "fast", "tiny")
-SELECTION = "last-epoch"
-
-
-def canonical_json(obj: Any) -> str:
-    """Compact JSON with sorted keys (the input of every hash in nrchbench)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+SELECTION_RULES = ("last", "val")
+ZERO_RELEVANT_POLICIES = ("exclude", "zero")
+#: Longest code accepted: evaluation packs codes in 64-bit words and sizes its buffers for
+#: hashing-length codes; thousands of bits are real-valued retrieval, not hashing.
+MAX_BITS = 4096
+#: Seeds are 32-bit: numpy, torch and scikit-learn are all seeded from them.
+MAX_SEED = 2**32 - 1
+#: The k of map@k / precision@k / recall@k computed by default: DJSRH-lineage papers report
+#: mAP@50, HashNet-lineage mAP@1000 or @5000 (a dataset loader may declare its own ``eval_topk``).
+DEFAULT_TOPK = (50, 100, 1000, 5000)
 
 
 def compute_run_id(identity: Mapping[str, Any]) -> str:
-    """First 16 hex digits of the SHA-256 of the canonical JSON of ``identity``."""
-    ident = {k: identity.get(k) for k in IDENTITY_FIELDS}
-    return hashlib.sha256(canonical_json(ident).encode()).hexdigest()[:16]
+    """First 16 hex digits of the SHA-256 of the canonical JSON of an identity dict."""
+    return hashlib.sha256(canonical_json(dict(identity)).encode()).hexdigest()[:16]
 
 
-def _plain(value: Any) -> Any:
-    """JSON-friendly copy: tuples → lists, numpy scalars → Python numbers, mappings → dicts."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"parameter value {value!r} is not a finite number")
-    return value
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One run as asked for (see :meth:`resolve`).
+class RunSpec(BaseModel):
+    """A fully resolved run (what every layer below the CLI passes around, and what a record's
+    ``spec`` holds). Build it with :func:`resolve_spec`; a record's ``spec`` loads back with
+    ``RunSpec.model_validate``.
 
     Attributes:
-        method: method registry name or alias (e.g. ``nrch``).
-        dataset: dataset registry name, alias, or a directory (loaded with ``generic``).
+        method, dataset: canonical registry names (a dataset given as a directory is its
+            absolute path).
         bits: code length.
-        noise_model: noise registry name (``nrch``, ``symmetric``, ...).
-        noise_rate: noise rate in the model's unit (fraction of samples for ``nrch``).
-        noise_params: extra parameters of the noise model.
-        seed: seed of the noise draw and of training.
-        preset: ``auto`` (``paper`` on CUDA, ``fast`` on CPU), ``paper``, ``fast`` or ``tiny``.
-        params: method hyper-parameter overrides.
-        split: split rule (``nrch``, ``random``, ``official``) or None for the loader's default.
-        split_seed: seed of the ``random`` split rule.
-        val_size: size of a validation split carved from the database (0 = none).
-        dataset_options: extra options of the dataset loader (e.g. synthetic sizes).
+        noise_model, noise_rate, noise_params: the label noise (None/None/{} when the method
+            is noise-invariant).
+        seed: the noise draw's and training's seed.
+        preset: the concrete preset (``paper``, ``fast`` or ``tiny``).
+        params: the user's hyper-parameter overrides (converted to their types).
+        resolved_params: every hyper-parameter of the method as trained.
+        split, split_seed, val_size, dataset_options: how the data was loaded and split.
+        feature_transform: the protocol's input transform (``none`` = features as given).
+        strategy, strategy_params: the noise-robust training strategy (``none`` = the base method).
+        selection: model selection (``last`` epoch, or best on the ``val`` split every
+            ``val_every`` epochs).
+        zero_relevant: queries without a relevant item are ``exclude``-d from the means, or
+            count as ``zero``.
+        topk, radius: which metrics are computed (map@k, precision@k, recall@k for every k;
+            precision/recall within Hamming radius); computing more metrics never changes a
+            run, so they are not part of the identity.
+        preset_requested, device, noise_invariant: recorded, not part of the identity.
     """
 
-    method: str
-    dataset: str = "synthetic"
-    bits: int = 64
-    noise_model: str | None = "nrch"
-    noise_rate: float | None = 0.8
-    noise_params: Mapping[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    preset: str = "auto"
-    params: Mapping[str, Any] = field(default_factory=dict)
-    split: str | None = None
-    split_seed: int = 0
-    val_size: int = 0
-    dataset_options: Mapping[str, Any] = field(default_factory=dict)
-
-    def resolve(self, device: Any = "auto") -> ResolvedSpec:
-        """Canonical names, concrete preset, every hyper-parameter and the run id.
-
-        Args:
-            device: ``auto``/``cpu``/``cuda[:i]`` or a ``torch.device``; only decides what
-                ``preset="auto"`` means (``paper`` on CUDA, ``fast`` on CPU).
-
-        Raises:
-            RegistryError: unknown method, dataset or noise model (with the closest names).
-            ConfigError: unknown preset or parameter, or a value of the wrong type.
-        """
-        from nrchbench.methods import get_method_class
-        from nrchbench.registry import METHODS, NOISE
-        from nrchbench.utils import resolve_device
-
-        dev = resolve_device(device)
-        cls = get_method_class(self.method)
-        method = METHODS.canonical(self.method)
-
-        dataset, split = _resolve_dataset(self.dataset, self.split)
-
-        preset_requested = str(self.preset).lower()
-        if preset_requested not in PRESET_CHOICES:
-            raise ConfigError(f"--preset {self.preset!r}: expected one of {', '.join(PRESET_CHOICES)}")
-        presets = dict(getattr(cls, "presets", {}) or {})
-        if preset_requested == "auto":
-            preset = "paper" if dev.type == "cuda" else "fast"
-            if preset not in presets and preset != "paper":
-                preset = "paper"
-        else:
-            preset = preset_requested
-        if preset not in presets and preset != "paper":
-            raise ConfigError(f"method {method!r} has no preset {preset!r}; available: {', '.join(presets) or 'paper'}")
-
-        params = _plain(dict(self.params))
-        overrides = cls.resolve_params(None, params)  # validates names and coerces types
-        user = {k: overrides[k] for k in params}
-        resolved = dict(cls.defaults)
-        dataset_params = getattr(cls, "dataset_params", None)
-        if callable(dataset_params):
-            resolved.update(dataset_params(dataset) or {})
-        resolved.update(presets.get(preset, {}))
-        resolved.update(user)
-        resolved = _plain(resolved)
-
-        uses_labels = bool(getattr(cls, "uses_labels", True))
-        if uses_labels:
-            if self.noise_model is None or self.noise_rate is None:
-                raise ConfigError(f"method {method!r} uses labels: a noise model and a noise rate are required")
-            noise_model = NOISE.canonical(self.noise_model)
-            noise_rate = float(self.noise_rate)
-            if not 0.0 <= noise_rate <= 1.0:
-                raise ConfigError(f"--noise {self.noise_rate!r}: expected a rate between 0 and 1")
-            noise_params = _plain(dict(self.noise_params))
-        else:
-            noise_model, noise_rate, noise_params = None, None, {}
-
-        bits = int(self.bits)
-        if bits <= 0:
-            raise ConfigError(f"--bits {self.bits!r}: expected a positive integer")
-        if int(self.val_size) < 0:
-            raise ConfigError(f"val_size {self.val_size!r}: expected 0 or a positive integer")
-
-        return ResolvedSpec(
-            method=method,
-            dataset=dataset,
-            bits=bits,
-            noise_model=noise_model,
-            noise_rate=noise_rate,
-            noise_params=noise_params,
-            seed=int(self.seed),
-            preset=preset,
-            params=user,
-            split=split,
-            split_seed=int(self.split_seed),
-            val_size=int(self.val_size),
-            dataset_options=_plain(dict(self.dataset_options)),
-            resolved_params=resolved,
-            preset_requested=preset_requested,
-            device=str(dev),
-            noise_invariant=not uses_labels,
-        )
-
-
-def _resolve_dataset(name: str, split: str | None) -> tuple[str, str | None]:
-    """Canonical dataset name (a directory stays an absolute path) and the concrete split rule."""
-    from nrchbench.registry import DATASETS
-
-    p = Path(str(name)).expanduser()
-    if str(name) not in DATASETS and p.is_dir():
-        return str(p.resolve()), split
-    dataset = DATASETS.canonical(str(name))
-    if split is None:
-        try:
-            split = getattr(DATASETS.get(dataset), "default_split", None)
-        except Exception:  # resolved again (with the real error) when the dataset loads
-            split = None
-    return dataset, split
-
-
-@dataclass(frozen=True)
-class ResolvedSpec:
-    """A fully resolved run specification (what a record's ``spec`` holds).
-
-    The identity fields (:data:`IDENTITY_FIELDS`) are hashed into :attr:`run_id`;
-    ``preset_requested``, ``device``, ``noise_invariant`` and ``selection`` are not.
-    """
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
     method: str
     dataset: str
     bits: int
     noise_model: str | None
     noise_rate: float | None
-    noise_params: Mapping[str, Any]
+    noise_params: dict[str, Any] = Field(default_factory=dict)
     seed: int
     preset: str
-    params: Mapping[str, Any]
-    split: str | None
-    split_seed: int
-    val_size: int
-    dataset_options: Mapping[str, Any]
-    resolved_params: Mapping[str, Any]
+    params: dict[str, Any] = Field(default_factory=dict)
+    split: str | None = None
+    split_seed: int = 0
+    val_size: int = 0
+    dataset_options: dict[str, Any] = Field(default_factory=dict)
+    resolved_params: dict[str, Any] = Field(default_factory=dict)
+    feature_transform: str = "none"
+    strategy: str = "none"
+    strategy_params: dict[str, Any] = Field(default_factory=dict)
+    selection: str = "last"
+    val_every: int = 1
+    zero_relevant: str = "exclude"
+    topk: list[int] = Field(default_factory=lambda: list(DEFAULT_TOPK))
+    radius: int = 2
     preset_requested: str = "auto"
     device: str = "cpu"
     noise_invariant: bool = False
-    selection: str = SELECTION
+
+    def identity(self) -> dict[str, Any]:
+        """The hashed fields as plain JSON values (schema-2 fields only where non-default;
+        renamed noise models and split rules under the names they had in schema 1)."""
+        d = self.model_dump(mode="json")
+        ident = {k: d[k] for k in IDENTITY_FIELDS}
+        for key, old in LEGACY_NAMES.items():
+            ident[key] = old.get(ident[key], ident[key])
+        ident.update({k: d[k] for k, legacy in V2_IDENTITY_DEFAULTS.items() if d[k] != legacy})
+        return ident
 
     @property
     def run_id(self) -> str:
         return compute_run_id(self.identity())
 
-    def identity(self) -> dict[str, Any]:
-        """The hashed fields as plain JSON values."""
-        d = asdict(self)
-        return {k: _plain(d[k]) for k in IDENTITY_FIELDS}
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record's ``spec`` object."""
-        return _plain(asdict(self))
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ResolvedSpec:
-        """Rebuild from a record's ``spec`` (unknown keys ignored)."""
-        names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def to_run_spec(self) -> RunSpec:
-        """The user-level spec that resolves to this one (on the same kind of device)."""
-        return RunSpec(
-            method=self.method,
-            dataset=self.dataset,
-            bits=self.bits,
-            noise_model=self.noise_model if not self.noise_invariant else "nrch",
-            noise_rate=self.noise_rate if not self.noise_invariant else 0.0,
-            noise_params=dict(self.noise_params),
-            seed=self.seed,
-            preset=self.preset,
-            params=dict(self.params),
-            split=self.split,
-            split_seed=self.split_seed,
-            val_size=self.val_size,
-            dataset_options=dict(self.dataset_options),
-        )
+    def with_device(self, device: str) -> RunSpec:
+        """The same run on another device (the device is recorded, not hashed)."""
+        return self if self.device == device else self.model_copy(update={"device": device})
 
     def label(self) -> str:
-        """Short human description for progress displays."""
+        """Short human description for progress displays and logs."""
         noise = "noise-invariant" if self.noise_invariant else f"{self.noise_model}@{self.noise_rate:g}"
-        return f"{self.method} {self.dataset} {self.bits}b {noise} seed={self.seed}"
+        extra = "" if self.strategy == "none" else f" +{self.strategy}"
+        return f"{self.method}{extra} {Path(self.dataset).name} {self.bits}b {noise} seed={self.seed}"
 
 
-def ensure_resolved(spec: RunSpec | ResolvedSpec | Mapping[str, Any], device: Any = "auto") -> ResolvedSpec:
-    """Accept a :class:`RunSpec`, a :class:`ResolvedSpec` or a record's ``spec`` dict."""
-    if isinstance(spec, ResolvedSpec):
-        return spec
-    if isinstance(spec, RunSpec):
-        return spec.resolve(device)
-    if isinstance(spec, Mapping):
-        if "resolved_params" in spec:
-            return ResolvedSpec.from_dict(spec)
-        names = RunSpec.__dataclass_fields__
-        return RunSpec(**{k: v for k, v in spec.items() if k in names}).resolve(device)
-    raise TypeError(f"expected a RunSpec, ResolvedSpec or spec dict, got {type(spec).__name__}")
-
-
-# ---------------------------------------------------------------------- grids
-def _as_list(value: Any, cast: Any = str, what: str = "value") -> list[Any]:
-    """A comma string, a scalar or a list → a list of ``cast`` values."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        items: list[Any] = [s.strip() for s in value.split(",") if s.strip()]
-    elif isinstance(value, Iterable) and not isinstance(value, Mapping):
-        items = []
-        for v in value:
-            items.extend(_as_list(v, lambda x: x, what) if isinstance(v, str) else [v])
-    else:
-        items = [value]
-    try:
-        return [cast(v) for v in items]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what}: could not read {value!r} as a list of {getattr(cast, '__name__', cast)}") from None
-
-
-def _int(v: Any) -> int:
-    f = float(v)
-    if f != int(f):
-        raise ValueError(v)
-    return int(f)
-
-
-def split_params(params: Mapping[str, Any] | None, methods: list[str]) -> dict[str, dict[str, Any]]:
-    """Per-method overrides from a sweep's ``params``.
-
-    ``key=value`` applies to every method that has parameter ``key`` (an error if none has
-    it); ``method.key=value`` applies to that method only. In a config file a nested table
-    ``[params.<method>]`` is the same as ``method.key``.
-    """
-    from nrchbench.methods import get_method_class
-    from nrchbench.registry import METHODS
-
-    out: dict[str, dict[str, Any]] = {m: {} for m in methods}
-    classes = {m: get_method_class(m) for m in methods}
-    canon = {m: METHODS.canonical(m) for m in methods}
-    flat: dict[str, Any] = {}
-    for key, value in (params or {}).items():
-        if isinstance(value, Mapping):
-            for k2, v2 in value.items():
-                flat[f"{key}.{k2}"] = v2
-        else:
-            flat[str(key)] = value
-    for key, value in flat.items():
-        if "." in key:
-            mname, pname = key.split(".", 1)
-            targets = [m for m in methods if canon[m] == METHODS.canonical(mname)]
-            if not targets:
-                raise ConfigError(f"parameter {key!r}: method {mname!r} is not in this sweep ({', '.join(methods)})")
-            for m in targets:
-                out[m][pname] = value
-            continue
-        targets = [m for m in methods if key in classes[m].defaults]
-        if not targets:
-            raise ConfigError(
-                f"parameter {key!r} is not a parameter of any method in this sweep ({', '.join(methods)}); "
-                "use method.key=value for one method"
-            )
-        for m in targets:
-            out[m].setdefault(key, value)
-    return out
-
-
-def expand_grid(
-    methods: Any,
-    datasets: Any = ("synthetic",),
-    bits: Any = (64,),
-    noise: Any = (0.8,),
-    seeds: Any = (0,),
-    *,
-    noise_model: str = "nrch",
+# ---------------------------------------------------------------------- resolution
+def resolve_spec(
+    method: str,
+    dataset: str = "synthetic",
+    bits: int = 64,
+    noise_model: str | None = "one-swap",
+    noise_rate: float | None = 0.8,
     noise_params: Mapping[str, Any] | None = None,
+    seed: int = 0,
     preset: str = "auto",
     params: Mapping[str, Any] | None = None,
     split: str | None = None,
     split_seed: int = 0,
     val_size: int = 0,
     dataset_options: Mapping[str, Any] | None = None,
+    feature_transform: str = "none",
+    strategy: str = "none",
+    strategy_params: Mapping[str, Any] | None = None,
+    selection: str = "last",
+    val_every: int = 1,
+    zero_relevant: str = "exclude",
+    topk: Any = None,
+    radius: int = 2,
     device: Any = "auto",
-) -> list[ResolvedSpec]:
-    """methods × datasets × bits × noise × seeds as resolved specs, one per run id.
+) -> RunSpec:
+    """Validate a run request and return its :class:`RunSpec`.
 
-    Lists may be Python lists or comma strings. Specs that resolve to the same run id
-    (noise-invariant methods across noise levels) are kept once, in first-seen order.
-
-    Raises:
-        ConfigError: an empty axis, or a parameter no method has.
-        RegistryError: an unknown method, dataset or noise model.
-    """
-    m_list = _as_list(methods, str, "methods")
-    d_list = _as_list(datasets, str, "datasets")
-    b_list = _as_list(bits, _int, "bits")
-    n_list = _as_list(noise, float, "noise")
-    s_list = _as_list(seeds, _int, "seeds")
-    for what, lst in (
-        ("methods", m_list),
-        ("datasets", d_list),
-        ("bits", b_list),
-        ("noise", n_list),
-        ("seeds", s_list),
-    ):
-        if not lst:
-            raise ConfigError(f"sweep: {what} is empty; give at least one value")
-    per_method = split_params(params, m_list)
-    specs: dict[str, ResolvedSpec] = {}
-    for m in m_list:
-        for d in d_list:
-            for b in b_list:
-                for r in n_list:
-                    for s in s_list:
-                        rs = RunSpec(
-                            method=m,
-                            dataset=d,
-                            bits=b,
-                            noise_model=noise_model,
-                            noise_rate=r,
-                            noise_params=dict(noise_params or {}),
-                            seed=s,
-                            preset=preset,
-                            params=per_method[m],
-                            split=split,
-                            split_seed=split_seed,
-                            val_size=val_size,
-                            dataset_options=dict(dataset_options or {}),
-                        ).resolve(device)
-                        specs.setdefault(rs.run_id, rs)
-    return list(specs.values())
-
-
-# ---------------------------------------------------------------------- sweep files
-#: Keys a sweep file may hold (the CLI option names, with ``-`` or ``_``).
-SWEEP_KEYS = {
-    "methods",
-    "datasets",
-    "bits",
-    "noise",
-    "seeds",
-    "noise_model",
-    "noise_params",
-    "preset",
-    "device",
-    "split",
-    "split_seed",
-    "val_size",
-    "dataset_options",
-    "data_root",
-    "out",
-    "params",
-    "plugins",
-    "jobs",
-    "force",
-    "save_codes",
-    "backend",
-    "address",
-    "gpus_per_run",
-    "cpus_per_run",
-    "max_retries",
-    "run_timeout",
-}
-
-GRID_KEYS = ("methods", "datasets", "bits", "noise", "seeds")
-
-
-def load_sweep_file(path: str | Path) -> dict[str, Any]:
-    """Read a sweep file (``.toml`` via tomllib, ``.yaml``/``.yml`` via PyYAML).
-
-    The keys are the ``nrchbench sweep`` option names (``noise-model`` or ``noise_model``);
-    lists may be arrays or comma strings; ``params`` is a table (``key = value`` for every
-    method that has it, ``[params.<method>]`` for one method). Unknown keys are an error.
+    Args:
+        method: method name or alias. dataset: dataset name, alias or directory.
+        device: ``auto``/``cpu``/``cuda[:i]``; decides what ``preset="auto"`` means
+            (``paper`` on CUDA, ``fast`` on CPU) and is recorded.
+        The others: see :class:`RunSpec`. Parameter values may be CLI strings.
 
     Raises:
-        ConfigError: the file is missing, unreadable or has unknown keys.
+        RegistryError: an unknown method, dataset or noise model (with the closest names).
+        ConfigError: anything else that is wrong, in one line.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"sweep file {str(p)!r} does not exist")
-    try:
-        if p.suffix.lower() == ".toml":
-            import tomllib
+    from nrchbench.methods import get_method_class
+    from nrchbench.registry import METHODS
+    from nrchbench.utils import resolve_device
 
-            data = tomllib.loads(p.read_text())
-        elif p.suffix.lower() in (".yaml", ".yml"):
-            import yaml
+    dev = resolve_device(device)
+    cls = get_method_class(method)
+    method = METHODS.canonical(method)
+    dataset, split = _resolve_dataset(dataset, split)
+    dataset_options = _check_dataset_options(dataset, dataset_options or {})
 
-            data = yaml.safe_load(p.read_text()) or {}
-        else:
-            raise ConfigError(f"sweep file {str(p)!r}: expected a .toml, .yaml or .yml file")
-    except ConfigError:
-        raise
-    except Exception as exc:
-        raise ConfigError(f"sweep file {str(p)!r} could not be parsed: {type(exc).__name__}: {exc}") from None
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"sweep file {str(p)!r}: expected a table of options at the top level")
-    cfg: dict[str, Any] = {}
-    for key, value in data.items():
-        k = str(key).replace("-", "_")
-        k = {"method": "methods", "dataset": "datasets", "seed": "seeds", "plugin": "plugins", "param": "params"}.get(
-            k, k
-        )
-        if k not in SWEEP_KEYS:
-            raise ConfigError(
-                f"sweep file {str(p)!r}: unknown key {key!r}; expected some of {', '.join(sorted(SWEEP_KEYS))}"
-            )
-        cfg[k] = value
-    return cfg
+    preset_requested = str(preset).lower()
+    if preset_requested not in PRESET_CHOICES:
+        raise ConfigError(f"--preset {preset!r}: expected one of {', '.join(PRESET_CHOICES)}")
+    concrete = ("paper" if dev.type == "cuda" else "fast") if preset_requested == "auto" else preset_requested
+    user, resolved = cls.resolve_params(concrete, params or {}, dataset=dataset)
 
+    # A label-free method is noise-invariant under label noise, but not under pair noise
+    # (mismatched pairs change its training data).
+    invariant = not cls.uses_labels and not _corrupts_pairs(noise_model)
+    if invariant:
+        noise_model, noise_rate, noise_params = None, None, {}
+    else:
+        noise_model, noise_rate, noise_params = _resolve_noise(noise_model, noise_rate, noise_params or {})
 
-def specs_from_config(cfg: Mapping[str, Any], device: Any = "auto") -> list[ResolvedSpec]:
-    """Expand a sweep configuration (as from :func:`load_sweep_file`) into specs."""
-    if "methods" not in cfg:
-        raise ConfigError("sweep: no methods given (--methods or `methods` in the sweep file)")
-    kwargs: dict[str, Any] = {}
-    for k in ("noise_model", "noise_params", "preset", "params", "split", "split_seed", "val_size", "dataset_options"):
-        if cfg.get(k) is not None:
-            kwargs[k] = cfg[k]
-    grid = {k: cfg[k] for k in GRID_KEYS if cfg.get(k) is not None}
-    return expand_grid(
-        grid.pop("methods"),
-        device=cfg.get("device") or device,
-        **grid,
-        **kwargs,
+    strategy, strategy_params = _resolve_strategy(cls, method, strategy, strategy_params or {})
+    return RunSpec(
+        method=method,
+        dataset=dataset,
+        bits=_int_in("--bits", bits, 1, MAX_BITS, "codes longer than that are not hashing codes"),
+        noise_model=noise_model,
+        noise_rate=noise_rate,
+        noise_params=noise_params,
+        seed=_int_in("--seed", seed, 0, MAX_SEED, "seeds are 32-bit"),
+        preset=concrete,
+        params=user,
+        split=split,
+        split_seed=_int_in("--split-seed", split_seed, 0, MAX_SEED, "seeds are 32-bit"),
+        val_size=_int_in("--val-size", val_size, 0, 10**9, "a row count"),
+        dataset_options=dataset_options,
+        resolved_params=resolved,
+        feature_transform=_resolve_transform(feature_transform),
+        strategy=strategy,
+        strategy_params=strategy_params,
+        selection=_choice("--select", selection, SELECTION_RULES, _val_hint(selection, val_size)),
+        val_every=_int_in("--val-every", val_every, 1, 10**6, "epochs between validations"),
+        zero_relevant=_choice("--zero-relevant", zero_relevant, ZERO_RELEVANT_POLICIES),
+        topk=_resolve_topk(topk, dataset),
+        radius=_int_in("--radius", radius, 0, MAX_BITS, "a Hamming radius"),
+        preset_requested=preset_requested,
+        device=str(dev),
+        noise_invariant=invariant,
     )
+
+
+def _int_in(what: str, value: Any, lo: int, hi: int, why: str) -> int:
+    try:
+        f = float(value)
+        ok = math.isfinite(f) and f == int(f)
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if isinstance(value, bool) or not ok or not lo <= int(f) <= hi:
+        raise ConfigError(f"{what} {value!r}: expected an integer from {lo} to {hi} ({why})")
+    return int(f)
+
+
+def _choice(what: str, value: Any, choices: tuple[str, ...], hint: str = "") -> str:
+    v = str(value).strip().lower()
+    if v not in choices:
+        raise ConfigError(f"{what} {value!r}: expected one of {', '.join(choices)}")
+    if hint:
+        raise ConfigError(hint)
+    return v
+
+
+def _val_hint(selection: Any, val_size: Any) -> str:
+    if str(selection).strip().lower() == "val" and not float(val_size or 0) > 0:
+        return "--select val needs a validation split carved from the database: give --val-size N (rows)"
+    return ""
+
+
+def _resolve_dataset(name: str, split: str | None) -> tuple[str, str | None]:
+    """Canonical dataset name (a directory becomes its absolute path) and the concrete split rule."""
+    from nrchbench.datasets.splits import RULES, canonical_split
+    from nrchbench.registry import DATASETS
+
+    p = Path(str(name)).expanduser()
+    if str(name) not in DATASETS and p.is_dir():
+        dataset, loader = str(p.resolve()), None
+    else:
+        dataset = DATASETS.canonical(str(name))
+        loader = DATASETS.get(dataset)
+    if split is None:
+        split = getattr(loader, "default_split", None) if loader is not None else None
+        return dataset, canonical_split(split) if split is not None else None
+    try:
+        return dataset, canonical_split(split)
+    except ConfigError:
+        raise ConfigError(f"--split {split!r}: expected one of {', '.join(RULES)}") from None
+
+
+def _check_dataset_options(dataset: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    from nrchbench.datasets import check_dataset_options
+
+    return to_jsonable(check_dataset_options(dataset, dict(options)))
+
+
+def _resolve_noise(model: Any, rate: Any, params: Mapping[str, Any]) -> tuple[str, float, dict[str, Any]]:
+    from nrchbench.noise import check_params
+    from nrchbench.registry import NOISE
+
+    if model is None or rate is None:
+        raise ConfigError("this method uses labels: give a noise model and a noise rate (--noise-model, --noise)")
+    name = NOISE.canonical(str(model))
+    try:
+        r = float(rate)
+    except (TypeError, ValueError):
+        r = float("nan")
+    if isinstance(rate, bool) or not (math.isfinite(r) and 0.0 <= r <= 1.0):
+        raise ConfigError(f"--noise {rate!r}: expected a rate between 0 and 1")
+    return name, r, to_jsonable(check_params(name, dict(params)), nonfinite="raise")
+
+
+def _resolve_topk(topk: Any, dataset: str) -> list[int]:
+    """The ks of the top-k metrics: given, else the dataset loader's ``eval_topk``, else the default."""
+    from nrchbench.registry import DATASETS
+
+    if topk is None:
+        loader = DATASETS.get(dataset) if dataset in DATASETS else None
+        topk = getattr(loader, "eval_topk", None) or DEFAULT_TOPK
+    items = (
+        [
+            s
+            for s in str(topk).replace("(", "").replace(")", "").replace("[", "").replace("]", "").split(",")
+            if s.strip()
+        ]
+        if isinstance(topk, str)
+        else list(topk)
+    )
+    return sorted({_int_in("--topk", k, 1, 10**9, "a cut-off of the ranking") for k in items})
+
+
+def _corrupts_pairs(model: Any) -> bool:
+    from nrchbench.registry import NOISE
+
+    return model is not None and getattr(NOISE.get(str(model)), "corrupts", "labels") == "pairs"
+
+
+def _resolve_transform(name: Any) -> str:
+    from nrchbench.datasets.transforms import FEATURE_TRANSFORMS
+
+    return _choice("--feature-transform", name, tuple(FEATURE_TRANSFORMS))
+
+
+def _resolve_strategy(cls: Any, method: str, name: Any, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    from nrchbench.strategies import check_strategy
+
+    return check_strategy(cls, method, str(name), dict(params))

@@ -20,7 +20,7 @@ from typing import Any
 
 from nrchbench.backends import RunKwargs, RunResult, get_backend
 from nrchbench.records import clean_stale_tmp, find_record, record_path, write_record
-from nrchbench.spec import ResolvedSpec, RunSpec, ensure_resolved
+from nrchbench.spec import RunSpec
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class SweepEvent:
     """
 
     kind: str
-    spec: ResolvedSpec
+    spec: RunSpec
     done: int
     total: int
     result: RunResult | None = None
@@ -64,7 +64,7 @@ class SweepSummary:
         return self.failed == 0
 
 
-def _row(spec: ResolvedSpec, status: str, **extra: Any) -> dict[str, Any]:
+def _row(spec: RunSpec, status: str, **extra: Any) -> dict[str, Any]:
     return {
         "run_id": spec.run_id,
         "method": spec.method,
@@ -88,8 +88,8 @@ class Sweep:
     """A list of specs to bring to ``status: ok`` under ``out``.
 
     Args:
-        specs: :class:`RunSpec`, :class:`ResolvedSpec` or spec dicts (resolved on
-            ``device``; duplicates by run id are kept once).
+        specs: resolved specs (:func:`nrchbench.grid.expand_grid`); duplicates by run id
+            are kept once.
         out: results directory.
         backend: ``local`` or ``ray`` (or any name in :data:`nrchbench.backends.BACKENDS`).
         jobs: parallel runs (worker processes for ``local``).
@@ -101,7 +101,7 @@ class Sweep:
 
     def __init__(
         self,
-        specs: Iterable[RunSpec | ResolvedSpec | Mapping[str, Any]],
+        specs: Iterable[RunSpec],
         *,
         out: str | os.PathLike,
         backend: str = "local",
@@ -127,18 +127,17 @@ class Sweep:
         )
         self.backend_options = dict(backend_options or {})
         self.backend = get_backend(backend, jobs=self.jobs, **self.backend_options)  # fail early
-        unique: dict[str, ResolvedSpec] = {}
-        for s in specs:
-            rs = ensure_resolved(s, device)
+        unique: dict[str, RunSpec] = {}
+        for rs in specs:
             unique.setdefault(rs.run_id, rs)
         self.specs = list(unique.values())
 
-    def plan(self) -> tuple[list[ResolvedSpec], list[ResolvedSpec]]:
+    def plan(self) -> tuple[list[RunSpec], list[RunSpec]]:
         """(pending, skipped): skipped specs have a valid ``ok`` record (never when forced)."""
         pending, skipped = [], []
         for rs in self.specs:
             rec = None if self.force else find_record(self.out, rs)
-            if rec is not None and rec.get("status") == "ok":
+            if rec is not None and rec.status == "ok":
                 skipped.append(rs)
             else:
                 pending.append(rs)
@@ -164,7 +163,7 @@ class Sweep:
             rows[rs.run_id] = _row(rs, "pending")
         log.info("sweep: %d run(s), %d already done, %d to run on %s", total, len(skipped), len(pending), backend.name)
 
-        def on_start(rs: ResolvedSpec) -> None:
+        def on_start(rs: RunSpec) -> None:
             rows[rs.run_id]["status"] = "running"
             if progress is not None:
                 progress(SweepEvent("start", rs, done, total))
@@ -206,7 +205,7 @@ class Sweep:
 
 
 def run_sweep(
-    specs: Iterable[RunSpec | ResolvedSpec | Mapping[str, Any]],
+    specs: Iterable[RunSpec],
     *,
     out: str | os.PathLike,
     backend: str = "local",
@@ -222,7 +221,7 @@ def run_sweep(
     """Run ``specs`` (resumable) and return the summary; see :class:`Sweep`.
 
     Example:
-        >>> from nrchbench.spec import expand_grid
+        >>> from nrchbench.grid import expand_grid
         >>> specs = expand_grid(["nrch", "dcmh"], "synthetic", [16], [0.2, 0.8], [0, 1], preset="tiny")
         >>> summary = run_sweep(specs, out="results", jobs=2)  # doctest: +SKIP
     """

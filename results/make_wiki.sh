@@ -13,11 +13,15 @@ nrchbench sweep --methods nrch,nrch-nogmm,nrch-nodns "${GRID[@]}"
 # features (SIFT histograms summing to 1, LDA proportions) it never leaves chance, so it runs
 # with z-scored inputs (standardize=true), recorded in its spec and shown in the row label.
 nrchbench sweep --methods dcmh,djsrh -p dcmh.standardize=true "${GRID[@]}"
+T=(nrchbench table --results "$OUT" --dataset wiki --direction all)
 for metric in map map_tie; do
-  for fmt in markdown csv latex; do
-    ext=$([ "$fmt" = markdown ] && echo md || ([ "$fmt" = latex ] && echo tex || echo csv))
-    nrchbench table --results "$OUT" --dataset wiki --direction all --metric "$metric" \
-      --format "$fmt" -o "$OUT/leaderboard_${metric}.${ext}"
-  done
+  "${T[@]}" --metric "$metric" --format markdown -o "$OUT/leaderboard_${metric}.md"
+  "${T[@]}" --metric "$metric" --format csv -o "$OUT/leaderboard_${metric}.csv"
+  # paper layout: one table per direction, code lengths as row groups, noise rates as columns
+  "${T[@]}" --metric "$metric" --format latex --rows bits,method --columns noise --fit resize \
+    -o "$OUT/leaderboard_${metric}.tex"
+  "${T[@]}" --metric "$metric" --robustness --format markdown -o "$OUT/leaderboard_${metric}_robustness.md"
+  "${T[@]}" --metric "$metric" --robustness --format csv -o "$OUT/leaderboard_${metric}_robustness.csv"
 done
+rm -rf "$OUT/plots"
 nrchbench plot --results "$OUT" --dataset wiki --out-dir "$OUT/plots"

@@ -102,3 +102,16 @@ def sign_codes(x: torch.Tensor) -> np.ndarray:
     import torch
 
     return torch.where(x >= 0, 1.0, -1.0).numpy()
+
+
+def flat_log(log) -> dict:
+    """An :class:`~nrchbench.methods.EpochLog` as one flat dict (losses, ``time_<phase>``,
+    values, and ``selected``/``sample_loss``/``gmm`` when present), for compact assertions."""
+    out = {**log.losses, **{f"time_{k}": v for k, v in log.times.items()}, **log.values}
+    if log.selected is not None:
+        out["selected"] = log.selected
+    if log.sample_loss is not None:
+        out["sample_loss"] = log.sample_loss
+    if log.mixture is not None:
+        out["gmm"] = vars(log.mixture)
+    return out

@@ -22,7 +22,9 @@ COMMON: dict[str, Any] = {"dataset": "synthetic", "bits": 16, "seed": 3, "preset
 COMPARED = ("run_id", "status", "spec", "dataset", "noise_report", "metrics", "history", "diagnostics")
 
 
-def deterministic_part(record: dict[str, Any]) -> dict[str, Any]:
+def deterministic_part(record: Any) -> dict[str, Any]:
+    if not isinstance(record, dict):
+        record = record.to_dict()
     out = {k: record.get(k) for k in COMPARED}
     out["spec"] = {k: v for k, v in out["spec"].items() if k != "device"}
     out["history"] = [{k: v for k, v in h.items() if not k.startswith("time_")} for h in out["history"] or []]
@@ -38,13 +40,8 @@ def run_golden(spec: dict[str, Any], data_root: str | None) -> dict[str, Any]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        try:
-            from nrchbench.spec import RunSpec  # the pre-redesign API
+        from nrchbench.spec import resolve_spec
 
-            return run(RunSpec(**{**COMMON, **spec}), data_root=data_root, device="cpu")
-        except ImportError:
-            from nrchbench.spec import resolve_spec
-
-            return run(resolve_spec(**{**COMMON, **spec}, device="cpu"), data_root=data_root)
+        return run(resolve_spec(**{**COMMON, **spec}, device="cpu"), data_root=data_root)
     finally:
         torch.set_num_threads(threads)

@@ -62,3 +62,43 @@ def test_list_all_survives_a_broken_plugin(runner, monkeypatch):
     assert res.exit_code == 0, res.output
     assert "broken" in res.output and "failed to import" in res.output
     assert "synthetic" in res.output
+
+
+def _generic(directory, n=20, **arrays):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base = {"image": rng.random((n, 4)), "text": rng.random((n, 3)), "labels": np.eye(2)[np.arange(n) % 2]}
+    directory.mkdir()
+    np.savez(directory / "data.npz", **{**base, **arrays})
+    return directory
+
+
+def _malformed(tmp_path):
+    import numpy as np
+
+    yield _generic(tmp_path / "range", query=np.arange(5), train=np.arange(5, 50)), "range/data.npz:train", "outside"
+    (tmp_path / "zip").mkdir()
+    (tmp_path / "zip" / "data.npz").write_text("hello")
+    yield tmp_path / "zip", "zip/data.npz", "not a zip archive"
+    yield _generic(tmp_path / "str", image=np.array([["a"] * 4] * 20)), "str/data.npz:image", "expected numbers"
+    obj = np.array([[1, 2, "x"]] * 20, dtype=object)
+    yield _generic(tmp_path / "obj", text=obj), "obj/data.npz:text", "Python objects"
+    yield _generic(tmp_path / "leak", query=np.arange(5), train=np.arange(2, 12)), "leak/data.npz:query", "both"
+    yield _generic(tmp_path / "empty", n=0), "empty/data.npz:image", "the dataset has no rows"
+
+
+def test_data_info_malformed_generic_dataset_is_one_line_exit_2(runner, tmp_path):
+    for directory, where, what in _malformed(tmp_path):
+        res = runner.invoke(main, ["data", "info", str(directory)])
+        assert res.exit_code == 2, (directory.name, res.output)
+        assert "Traceback" not in res.output and (res.exception is None or isinstance(res.exception, SystemExit))
+        lines = res.output.strip().splitlines()
+        assert len(lines) == 1 and where in lines[0] and what in lines[0], (directory.name, res.output)
+
+
+def test_data_info_bad_option_values_are_refused(runner):
+    res = runner.invoke(main, ["data", "info", "synthetic", "-o", "n=abc"])
+    assert res.exit_code == 2 and "parameter 'n'" in res.output and "'abc'" in res.output
+    res = runner.invoke(main, ["data", "info", "synthetic", "-o", "nn=600"])
+    assert res.exit_code == 2 and "did you mean n?" in res.output

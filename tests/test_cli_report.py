@@ -1,6 +1,8 @@
-"""``nrchbench table``, ``compare`` and ``plot`` through click's CliRunner on synthetic records."""
+"""``nrchbench table``, ``compare`` and ``plot`` through click's CliRunner on constructed records."""
 
 from __future__ import annotations
+
+import io
 
 import pandas as pd
 import pytest
@@ -22,9 +24,10 @@ def invoke(*args):
 def test_table_markdown_to_stdout(results):
     res = invoke("table", "--results", results)
     assert res.exit_code == 0, res.output
-    assert res.output.count("### mirflickr · avg · map") == 2  # one per preset
+    assert res.output.count("### mirflickr · avg · mAP") == 2  # one per preset
     assert "preset fast" in res.output and "preset paper" in res.output
-    assert "| djsrh† |" in res.output and "(n=2)" in res.output and "**" in res.output
+    assert "| DJSRH† |" in res.output and "(n=2)" in res.output and "paired t-test" in res.output
+    assert "<u>" not in res.output
 
 
 @pytest.mark.parametrize("fmt", ["csv", "latex", "markdown"])
@@ -37,44 +40,76 @@ def test_table_formats_to_file(results, tmp_path, fmt):
         df = pd.read_csv(out)
         assert set(df["direction"]) == {"i2t", "t2i", "avg"} and set(df["preset"]) == {"fast"}
     elif fmt == "latex":
-        assert text.count("\\begin{table}") == 3 and "\\toprule" in text and "\\textbf{" in text
+        assert text.count("\\begin{table}") == 3 and "\\toprule" in text
     else:
         assert text.count("### mirflickr") == 3
 
 
-def test_table_metric_option(results):
-    res = invoke("table", "--results", results, "--metric", "map_tie", "--preset", "fast")
-    assert res.exit_code == 0 and "map_tie" in res.output
+def test_table_layout_ci_and_fit(results):
+    res = invoke("table", "--results", results, "--preset", "fast", "--rows", "method", "--columns", "noise", "--ci")
+    assert res.exit_code == 0, res.output
+    assert "### mirflickr · avg · mAP · 16 bits" in res.output and "· 32 bits" in res.output
+    assert "| method | η=0.2 | η=0.5 | η=0.8 |" in res.output and "95% t-interval" in res.output
+    res = invoke("table", "--results", results, "--preset", "fast", "--format", "latex", "--fit", "resize")
+    assert res.exit_code == 0 and "\\resizebox{\\linewidth}" in res.output
+    res = invoke("table", "--results", results, "--rows", "seed", "--columns", "bits")
+    assert res.exit_code != 0 and "unknown table axis 'seed'" in res.output
 
 
-def test_table_errors_are_one_line(results, tmp_path):
-    res = invoke("table", "--results", tmp_path / "nothing")
-    assert res.exit_code != 0 and "no result records found" in res.output
-    assert len(res.output.strip().splitlines()) == 1
-    res = invoke("table", "--results", results, "--metric", "accuracy")
-    assert res.exit_code != 0 and "unknown metric 'accuracy'" in res.output
-    assert len(res.output.strip().splitlines()) == 1
-    res = invoke("table", "--results", results, "--dataset", "coco")
-    assert res.exit_code != 0 and "no record" in res.output
+def test_table_filters_make_the_grid(results):
+    res = invoke("table", "--results", results, "--preset", "fast", "--bits", "16", "--noise", "0.2,0.8")
+    assert res.exit_code == 0, res.output
+    assert "| method | 16 bits, η=0.2 | 16 bits, η=0.8 |" in res.output and "32 bits" not in res.output
+
+
+def test_table_robustness(results):
+    res = invoke(
+        "table", "--results", results, "--preset", "fast", "--robustness", "--label", "nrch-nogmm=NRCH w/o GMM"
+    )
+    assert res.exit_code == 0, res.output
+    assert "· robustness" in res.output and "16 bits, AUC" in res.output and "| NRCH w/o GMM |" in res.output
+
+
+def test_table_refusals_are_one_line(results, tmp_path):
+    for args, msg in [
+        (["--results", tmp_path / "nothing"], "no result records found"),
+        (["--results", results, "--metric", "accuracy"], "unknown metric 'accuracy'"),
+        (["--results", results, "--metric", "map@50"], "no record has metric 'map@50'"),
+        (["--results", results, "--dataset", "coco"], "no record"),
+    ]:
+        res = invoke("table", *args)
+        assert res.exit_code != 0 and msg in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1, res.output
 
 
 def test_compare_with_paper(tmp_path):
     write_records(tmp_path, [make_record("nrch", 16, 0.8, s) for s in SEEDS])
     res = invoke("compare", "--reference", "paper", "--results", tmp_path)
     assert res.exit_code == 0, res.output
-    assert "ours vs paper" in res.output and "query set" in res.output
-    assert " / 0." in res.output
-    out = tmp_path / "cmp.csv"
-    res = invoke("compare", "--results", tmp_path, "--format", "csv", "-o", out, "--direction", "all")
+    assert "ours vs paper" in res.output and "query set" in res.output and " / 0." in res.output
+    res = invoke("compare", "--results", tmp_path, "--format", "csv", "--direction", "all")
     assert res.exit_code == 0, res.output
-    df = pd.read_csv(out)
-    assert set(df["direction"]) == {"i2t", "t2i", "avg"} and df["paper"].notna().all()
+    df = pd.read_csv(io.StringIO(res.stdout))
+    assert set(df["direction"]) == {"i2t", "t2i", "avg"} and df["reference"].notna().all()
+
+
+def test_compare_with_a_custom_reference(tmp_path):
+    write_records(tmp_path, [make_record("dcmh", 16, 0.5, s, params={"standardize": True}) for s in SEEDS])
+    ref = tmp_path / "mine.csv"
+    ref.write_text(
+        "# source: my lab's rerun\n# selection: last epoch\n"
+        "dataset,method,direction,noise_model,noise_rate,bits,value,params\n"
+        "mirflickr,dcmh,avg,nrch,0.5,16,0.6,standardize=true\n"
+    )
+    res = invoke("compare", "--reference", ref, "--results", tmp_path)
+    assert res.exit_code == 0, res.output
+    assert "my lab's rerun" in res.output and "/ 0.600" in res.output and "query set" not in res.output
 
 
 def test_compare_without_overlap_fails(tmp_path):
     write_records(tmp_path, [make_record("nrch", 16, 0.8, 0, dataset="wiki")])
     res = invoke("compare", "--results", tmp_path)
-    assert res.exit_code != 0 and "reference" in res.output
+    assert res.exit_code != 0 and "reference 'paper'" in res.output
 
 
 def test_plot_all(tmp_path):
@@ -84,13 +119,16 @@ def test_plot_all(tmp_path):
     out = tmp_path / "plots"
     res = invoke("plot", "--results", results, "--out-dir", out)
     assert res.exit_code == 0, res.output
-    names = {p.name for p in out.iterdir()}
-    for prefix in ("map_vs_noise", "selection", "loss_hist", "pr"):
+    names = {p.name for p in (out / "mirflickr").iterdir()}
+    for prefix in ("map-vs-noise_avg", "selection_nrch", "loss-hist_nrch", "pr_16bits"):
         assert any(n.startswith(prefix) and n.endswith(".png") for n in names), prefix
         assert any(n.startswith(prefix) and n.endswith(".pdf") for n in names), prefix
 
 
-def test_plot_kind_without_data_fails(tmp_path):
+def test_plot_refusals(tmp_path):
     results = write_records(tmp_path / "results", [make_record("dcmh", 16, 0.2, 0)])
     res = invoke("plot", "--results", results, "--out-dir", tmp_path / "plots", "--kind", "loss-hist")
     assert res.exit_code != 0 and "sample_loss_hist" in res.output
+    res = invoke("plot", "--results", results, "--out-dir", tmp_path / "plots", "--kind", "noise", "--metric", "map@50")
+    assert res.exit_code != 0 and "no record has metric 'map@50'" in res.output
+    assert len(res.output.strip().splitlines()) == 1

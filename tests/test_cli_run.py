@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from conftest import FAILING, TOY, forget_toy_plugins
 
 from nrchbench.cli import main
-from nrchbench.records import iter_record_paths, read_record, record_problems
+from nrchbench.records import iter_record_paths, parse_record, read_record
 
 SMALL = ["-d", "n=600", "-d", "image_dim=64", "-d", "text_dim=200"]
 TINY = ["--bits", "16", "--preset", "tiny", "--device", "cpu", *SMALL]
@@ -33,7 +33,7 @@ def test_run_json_prints_only_the_record(tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     rec = json.loads(res.stdout)  # stdout is the record and nothing else
-    assert record_problems(rec) == []
+    parse_record(rec)
     assert rec["status"] == "ok" and rec["spec"]["noise_rate"] == 0.5 and rec["spec"]["bits"] == 16
     for d in ("i2t", "t2i", "avg"):
         for key in ("map", "map_tie", "map@100", "precision@100", "chance"):
@@ -42,7 +42,7 @@ def test_run_json_prints_only_the_record(tmp_path: Path) -> None:
     assert all(isinstance(h["loss"], float) and isinstance(h["epoch"], int) for h in rec["history"])
     assert all(isinstance(v, float) for v in rec["timing"].values())
     assert isinstance(rec["spec"]["seed"], int) and isinstance(rec["dataset"]["num_classes"], int)
-    assert [read_record(p) for p in iter_record_paths(tmp_path)] == [rec]
+    assert [read_record(p).to_dict() for p in iter_record_paths(tmp_path)] == [rec]
 
 
 def test_run_shows_a_result_table(tmp_path: Path) -> None:
@@ -50,7 +50,7 @@ def test_run_shows_a_result_table(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     for text in ("I2T", "T2I", "map_tie", "map@100", "precision@100", "chance", "selection precision", "record:"):
         assert text in res.stdout
-    (rec,) = [read_record(p) for p in iter_record_paths(tmp_path)]
+    (rec,) = [read_record(p).to_dict() for p in iter_record_paths(tmp_path)]
     assert rec["spec"]["params"] == {"ridge": 5.0} and rec["spec"]["resolved_params"]["ridge"] == 5.0
 
 
@@ -59,7 +59,7 @@ def test_run_failure_is_one_line_nonzero_and_recorded(tmp_path: Path) -> None:
     assert res.exit_code == 1
     assert "toy-raise exploded on purpose" in res.stderr and "Traceback" not in res.output
     assert "second line" not in res.output
-    (rec,) = [read_record(p) for p in iter_record_paths(tmp_path)]
+    (rec,) = [read_record(p).to_dict() for p in iter_record_paths(tmp_path)]
     assert rec["status"] == "failed" and rec["error"] == "RuntimeError: toy-raise exploded on purpose"
 
 
@@ -98,7 +98,7 @@ def test_evaluate_recomputes_from_saved_codes(tmp_path: Path) -> None:
     path.write_text(json.dumps(edited))
     res = invoke("evaluate", str(path), "--write")
     assert res.exit_code == 0 and "differs" in res.stdout and "avg.map" in res.stdout
-    assert read_record(path)["metrics"] == rec["metrics"]
+    assert read_record(path).metrics == rec["metrics"]
     # a run without codes, and an unknown id
     res = invoke("run", "--plugin", TOY, "--method", "toy-linear", *TINY, "--seed", "1", "--out", out, "--json")
     res = invoke("evaluate", json.loads(res.stdout)["run_id"][:8], "--results", out)
@@ -116,7 +116,7 @@ def test_sweep_two_methods_two_noise_two_seeds(tmp_path: Path) -> None:
     summary = json.loads(res.stdout)
     assert (summary["total"], summary["ok"], summary["failed"], summary["skipped"]) == (8, 8, 0, 0)
     assert all(r["host"] and r["pid"] for r in summary["runs"])
-    records = [read_record(p) for p in iter_record_paths(tmp_path)]
+    records = [read_record(p).to_dict() for p in iter_record_paths(tmp_path)]
     assert len(records) == 8 and {r["spec"]["method"] for r in records} == {"toy-linear", "nrch-nodns"}
     assert {(r["spec"]["noise_rate"], r["spec"]["seed"]) for r in records} == {
         (a, b) for a in (0.2, 0.8) for b in (0, 1)

@@ -367,7 +367,7 @@ def test_wrong_dims_and_unknown_option(tmp_path):
 def test_unknown_dataset_and_rule():
     with pytest.raises(RegistryError, match="did you mean 'wiki'"):
         load_dataset("wikk")
-    with pytest.raises(ConfigError, match="unknown split rule 'foo'; available: nrch, random, official"):
+    with pytest.raises(ConfigError, match="unknown split rule 'foo'; available: contiguous, random, official"):
         load_dataset("synthetic", split="foo", n=600)
     with pytest.raises(ConfigError, match="no official split"):
         load_dataset("synthetic", split="official", n=600)
@@ -434,7 +434,7 @@ def test_synthetic_deterministic_and_stats():
     b = get_loader("synthetic").read(None)  # type: ignore[arg-type]
     for key in ("image", "text", "labels"):
         np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
-    c = get_loader("synthetic").read(None, seed=1)  # type: ignore[arg-type]
+    c = get_loader("synthetic").read(None, {"seed": 1})  # type: ignore[arg-type]
     assert not np.array_equal(a.labels, c.labels)
     assert a.image.shape == (12000, 512) and a.text.shape == (12000, 1000) and a.labels.shape == (12000, 24)
     card = a.labels.sum(1)
@@ -475,7 +475,7 @@ def test_every_builtin_loader_is_registered_and_described():
     for name in names:
         loader = get_loader(name)
         assert loader.name == name and loader.description
-        assert loader.default_split in ("nrch", "random", "official")
+        assert loader.default_split in ("contiguous", "random", "official")
 
 
 def test_chance_map_matches_naive_loop():
@@ -486,3 +486,187 @@ def test_chance_map_matches_naive_loop():
     naive_kept = [f for f in naive if f > 0]
     chance, no_rel = chance_map(q, db)
     assert chance == pytest.approx(np.mean(naive_kept)) and no_rel == len(naive) - len(naive_kept)
+
+
+# ---------------------------------------------------------------------------- options (checked at resolve time)
+
+
+def test_every_loader_declares_its_options_as_a_params_model():
+    from nrchbench.datasets import DatasetOptions
+
+    for name in DATASETS.names():
+        opts = get_loader(name).Options
+        assert issubclass(opts, DatasetOptions), name
+        assert {"check_dims", "query_size", "train_size"} <= set(opts.model_fields)
+    assert "n" in get_loader("synthetic").Options.model_fields
+    assert {"variant", "file"} <= set(get_loader("nrch-h5").Options.model_fields)
+
+
+def test_check_dataset_options_converts_and_stores_what_records_store():
+    from golden_specs import SMALL
+
+    from nrchbench.datasets import check_dataset_options
+
+    # the golden specs' options (and so their run ids) are unchanged
+    assert check_dataset_options("synthetic", SMALL) == SMALL
+    got = check_dataset_options("synthetic", {"n": "600", "image_noise": 1, "word_prob": "0.5", "check_dims": "false"})
+    assert got == {"n": 600, "image_noise": 1, "word_prob": 0.5, "check_dims": False}
+    assert type(got["image_noise"]) is int  # an int for a float option stays as records stored it
+    assert type(check_dataset_options("synthetic", {"n": 600.0})["n"]) is float  # equal: kept as given
+    assert check_dataset_options("synthetic", {}) == {}
+    assert check_dataset_options("wikipedia", {"query_size": 10}) == {"query_size": 10}
+    assert check_dataset_options("nrch-h5", {"variant": "iapr"}) == {"variant": "iapr"}
+    # what load_dataset records is the same dict
+    ds = load_dataset("synthetic", n="600", image_dim=64.0, text_dim=200)
+    assert ds.meta["options"] == {"image_dim": 64, "n": 600, "text_dim": 200}
+    assert ds.meta["options"] == load_dataset("synthetic", **SMALL).meta["options"]
+
+
+def test_check_dataset_options_one_line_errors(tmp_path):
+    from nrchbench.datasets import check_dataset_options
+
+    with pytest.raises(ConfigError, match=r"dataset 'synthetic' parameter 'n': input should be a valid integer.*'abc'"):
+        check_dataset_options("synthetic", {"n": "abc"})
+    with pytest.raises(ConfigError, match=r"does not accept option 'nn' \(did you mean n\?\); accepted: check_dims"):
+        check_dataset_options("synthetic", {"nn": 600})
+    with pytest.raises(ConfigError, match=r"'n': input should be greater than or equal to 20"):
+        check_dataset_options("synthetic", {"n": 5})
+    with pytest.raises(ConfigError, match=r"need 1 ≤ mean_labels ≤ max_labels ≤ classes"):
+        check_dataset_options("synthetic", {"mean_labels": 5, "max_labels": 3})
+    with pytest.raises(ConfigError, match=r"query 900 \+ train 250 > n 1000"):
+        check_dataset_options("synthetic", {"n": 1000, "query": 900, "train": 250})
+    with pytest.raises(ConfigError, match=r"'variant': input should be 'mirflickr', 'nuswide', 'coco' or 'iapr'"):
+        check_dataset_options("nrch-h5", {"variant": "flickr"})
+    with pytest.raises(ConfigError, match=r"option 'random_words': expected a finite number, got inf"):
+        check_dataset_options("synthetic", {"random_words": float("inf")})
+    with pytest.raises(ConfigError, match=r"dataset 'generic' does not accept option 'n'"):
+        check_dataset_options(tmp_path, {"n": 600})  # a directory is the generic format
+    with pytest.raises(RegistryError):
+        check_dataset_options("wikk", {})
+    for bad in ({"n": "abc"}, {"nn": 1}):  # load_dataset refuses the same way
+        with pytest.raises(ConfigError):
+            load_dataset("synthetic", **bad)
+
+
+# ---------------------------------------------------------------------------- overlapping splits, malformed generic data
+
+
+def _generic(directory, n=30, **arrays):
+    rng = np.random.default_rng(1)
+    base = {
+        "image": rng.random((n, 4)),
+        "text": rng.random((n, 3)),
+        "labels": np.eye(3, dtype=np.uint8)[rng.integers(0, 3, n)],
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    np.savez(directory / "data.npz", **{**base, **arrays})
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("stored", "pair"),
+    [
+        ({"query": np.arange(5), "train": np.arange(3, 20)}, "'query' and 'train'"),
+        ({"query": np.arange(5), "train": np.arange(5, 20), "database": np.arange(4, 30)}, "'query' and 'database'"),
+        ({"query": np.arange(5), "train": np.arange(5, 20), "val": np.arange(2, 3)}, "'query' and 'val'"),
+    ],
+)
+def test_overlapping_stored_splits_are_refused(tmp_path, stored, pair):
+    d = _generic(tmp_path / "g", **stored)
+    with pytest.raises(DataError) as e:
+        load_dataset(d)
+    msg = str(e.value)
+    assert pair in msg and "data.npz:query" in msg and "\n" not in msg
+    (d / "data.npz").unlink()
+    _generic(d)  # the same overlap through split files
+    for k, v in stored.items():
+        (d / f"{k}.txt").write_text("\n".join(map(str, v)))
+    with pytest.raises(DataError, match=pair):
+        load_dataset(d)
+
+
+def test_split_rules_stay_disjoint_and_the_check_is_a_declared_choice():
+    from nrchbench.datasets.splits import check_disjoint
+
+    for rule in ("nrch", "random"):
+        s = make_splits(100, rule, sizes=(10, 30), val_size=5)
+        check_disjoint(s)
+    s = {"query": np.arange(5), "train": np.arange(5, 20), "database": np.arange(0, 30)}
+    with pytest.raises(DataError, match="a query would retrieve itself"):
+        check_disjoint(s, dataset="x")
+    check_disjoint(s, dataset="x", query_in_database=True)  # a format that allows it
+    assert all(not get_loader(name).query_in_database for name in DATASETS.names())
+
+
+def test_split_index_out_of_range_names_file_and_variable(tmp_path):
+    d = _generic(tmp_path / "g", query=np.arange(5), train=np.arange(5, 45))
+    with pytest.raises(DataError, match=r"g/data\.npz:train: split 'train' has 15 of 40 indices outside \[0, 30\)"):
+        load_dataset(d)
+    d = _generic(tmp_path / "m", query=np.arange(30) < 3, train=np.arange(5, 20))
+    with pytest.raises(DataError, match=r"data\.npz:query: a boolean mask"):
+        load_dataset(d)
+    d = _generic(tmp_path / "f", query=np.array([0.5, 1.0]), train=np.arange(5, 20))
+    with pytest.raises(DataError, match=r"data\.npz:query: non-integer values"):
+        load_dataset(d)
+    d = _generic(tmp_path / "i", query=np.array([0.0, 1.0]), train=np.arange(5, 20))
+    np.testing.assert_array_equal(load_dataset(d).splits["query"], [0, 1])  # MATLAB-style doubles are fine
+
+
+def test_malformed_generic_files_name_file_and_variable(tmp_path):
+    (tmp_path / "zip").mkdir()
+    (tmp_path / "zip" / "data.npz").write_text("not a zip")
+    with pytest.raises(DataError, match=r"zip/data\.npz: not a zip archive, so not an \.npz file"):
+        load_dataset(tmp_path / "zip")
+    d = _generic(tmp_path / "str", image=np.array([["a", "b"]] * 30))
+    with pytest.raises(DataError, match=r"str/data\.npz:image: a <U1 array .*expected numbers"):
+        load_dataset(d)
+    d = _generic(tmp_path / "obj", text=np.array([[1, "x"]] * 30, dtype=object))
+    with pytest.raises(DataError, match=r"obj/data\.npz:text: holds Python objects \(dtype object\)"):
+        load_dataset(d)
+    (tmp_path / "h5").mkdir()
+    with h5py.File(tmp_path / "h5" / "data.h5", "w") as f:
+        f["image"] = np.array([[b"a", b"b"]] * 4)
+        f["text"] = np.zeros((4, 2))
+        f["labels"] = np.eye(2)[[0, 1, 0, 1]]
+    with pytest.raises(DataError, match=r"h5/data\.h5: variable 'image' is a \|S1 array, expected a numeric matrix"):
+        load_dataset(tmp_path / "h5")
+
+
+def test_empty_and_tiny_datasets_say_what_is_wrong_in_words(tmp_path):
+    d = _generic(tmp_path / "e", n=0)
+    with pytest.raises(DataError, match=r"e/data\.npz:image: the dataset has no rows"):
+        load_dataset(d)
+    d = _generic(tmp_path / "one", n=1)
+    with pytest.raises(DataError, match=r"has 1 row: too few to split into a query row and a training row"):
+        load_dataset(d)
+    with pytest.raises(DataError, match=r"needs at least one query row and one training row.*train 0 of 2"):
+        make_splits(2, "nrch", sizes=(2, 0), dataset="d")
+
+
+def test_generic_manifest_is_checked_and_round_trips(tmp_path):
+    from nrchbench.datasets.generic_format import read_manifest, write_manifest
+
+    d = _generic(tmp_path / "g")
+    write_manifest(d, {"name": "mine", "n": 30, "image_dim": 4, "query_size": 3, "provenance": {"tool": "x"}})
+    m = read_manifest(d)
+    assert m.to_dict() == {
+        "format": "nrchbench-generic",
+        "format_version": 1,
+        "name": "mine",
+        "n": 30,
+        "image_dim": 4,
+        "query_size": 3,
+        "provenance": {"tool": "x"},
+    }
+    ds = load_dataset(d)
+    assert ds.meta["name"] == "mine" and ds.splits["query"].size == 3
+    with pytest.raises(
+        DataError, match=r"manifest\.json: field 'query_size': input should be greater than or equal to 1"
+    ):
+        write_manifest(d, {"query_size": 0})
+    (d / "manifest.json").write_text(json.dumps({"text_dim": 5}))
+    with pytest.raises(DataError, match=r"manifest\.json: text_dim is 5 but .*data\.npz:text has 3 columns"):
+        load_dataset(d)
+    (d / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match=r"manifest\.json: expected a JSON object"):
+        load_dataset(d)

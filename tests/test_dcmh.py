@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import map_at_all, rand64, sign_codes, synthetic_multilabel
+from conftest import flat_log, map_at_all, rand64, sign_codes, synthetic_multilabel
 
 from nrchbench.errors import ConfigError
 from nrchbench.methods import create_method
-from nrchbench.methods.base import TrainView
+from nrchbench.methods.base import TrainData
 from nrchbench.methods.dcmh import (
     DCMH,
     dcmh_balance,
@@ -88,15 +88,15 @@ def test_learning_rate_schedules() -> None:
 
 def test_params_and_hook() -> None:
     assert DCMH.dataset_params("mirflickr") == {}
-    assert create_method("dcmh", bits=16, preset="paper").params["epochs"] == 500
+    assert create_method("dcmh", bits=16, preset="paper").p.epochs == 500
     with pytest.raises(ConfigError):
-        create_method("dcmh", bits=16, image_head="cnn").fit(_tiny_view(*synthetic_multilabel(40, seed=0)[:3]), seed=0)
+        create_method("dcmh", bits=16, image_head="cnn")
 
 
 # ------------------------------------------------------------------ end-to-end
-def _tiny_view(img: np.ndarray, txt: np.ndarray, labels: np.ndarray) -> TrainView:
+def _tiny_view(img: np.ndarray, txt: np.ndarray, labels: np.ndarray) -> TrainData:
     t = torch.from_numpy
-    return TrainView(t(img), t(txt), t(labels), torch.device("cpu"))
+    return TrainData(t(img), t(txt), t(labels), torch.device("cpu"))
 
 
 def test_end_to_end_tiny_beats_chance_clearly() -> None:
@@ -104,7 +104,7 @@ def test_end_to_end_tiny_beats_chance_clearly() -> None:
     q, tr = slice(0, 100), slice(100, None)
     m = create_method("dcmh", bits=16, preset="tiny")
     logs: list[dict] = []
-    m.fit(_tiny_view(img[tr], txt[tr], labels[tr]), seed=0, callback=lambda e, lg: logs.append(lg))
+    m.fit(_tiny_view(img[tr], txt[tr], labels[tr]), seed=0, callback=lambda lg: logs.append(flat_log(lg)))
     assert len(logs) == m.num_epochs
     for key in ("loss", "loss_nll", "loss_quant", "loss_balance", "lr", "time_img", "time_txt", "time_b"):
         assert all(np.isfinite(lg[key]) for lg in logs), key

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import map_at_all, rand64, sign_codes, synthetic_multilabel
+from conftest import flat_log, map_at_all, rand64, sign_codes, synthetic_multilabel
 
 from nrchbench.errors import ConfigError
 from nrchbench.methods import create_method
-from nrchbench.methods.base import TrainView
+from nrchbench.methods.base import TrainData
 from nrchbench.methods.djsrh import (
     DJSRH,
     djsrh_joint_similarity,
@@ -100,8 +100,8 @@ def test_dataset_params_follow_official_settings() -> None:
 def _fit(img: np.ndarray, txt: np.ndarray, labels: np.ndarray, seed: int = 0, **kw) -> tuple[DJSRH, list[dict]]:
     m = create_method("djsrh", bits=16, preset="tiny", **kw)
     logs: list[dict] = []
-    view = TrainView(torch.from_numpy(img), torch.from_numpy(txt), torch.from_numpy(labels), torch.device("cpu"))
-    m.fit(view, seed=seed, callback=lambda e, lg: logs.append(lg))
+    view = TrainData(torch.from_numpy(img), torch.from_numpy(txt), torch.from_numpy(labels), torch.device("cpu"))
+    m.fit(view, seed=seed, callback=lambda lg: logs.append(flat_log(lg)))
     return m, logs
 
 

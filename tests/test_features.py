@@ -79,7 +79,8 @@ def test_labels_errors(tmp_path: Path) -> None:
 
 
 def test_image_listing_texts_and_revision(tmp_path: Path) -> None:
-    from nrchbench.features.extract import _revision, list_images, read_texts
+    from nrchbench.features.inputs import list_images, read_texts
+    from nrchbench.features.models import _revision
 
     d = tmp_path / "imgs"
     (d / "sub").mkdir(parents=True)
@@ -108,6 +109,19 @@ def test_image_listing_texts_and_revision(tmp_path: Path) -> None:
     (meta / "config.json.metadata").write_text("0123456789abcdef0123456789abcdef01234567\netag\n1.0\n")
     assert _revision(object(), tmp_path / "model") == "0123456789abcdef0123456789abcdef01234567"
     assert _revision(object(), tmp_path) is None
+
+
+def test_stored_split_is_the_random_rule_of_the_loader() -> None:
+    from nrchbench.datasets.splits import make_splits as loader_splits
+    from nrchbench.errors import ConfigError
+    from nrchbench.features.inputs import make_splits
+
+    got = make_splits(50, 5, 20, seed=3)
+    want = loader_splits(50, "random", sizes=(5, 20), seed=3)
+    for k in ("query", "train", "database"):
+        np.testing.assert_array_equal(got[k], np.sort(want[k]))
+    with pytest.raises(ConfigError, match=r"--query 40 --train 20: need positive sizes"):
+        make_splits(50, 40, 20, seed=0)
 
 
 # --------------------------------------------------------------------------- fixtures: tiny models and data
@@ -201,8 +215,9 @@ def _h5(path: Path) -> dict[str, np.ndarray]:
 
 def test_clip_extract_resume_and_load(tiny_models, raw_data, tmp_path: Path, monkeypatch) -> None:
     from nrchbench.datasets import load_dataset
-    from nrchbench.features import extract
-    from nrchbench.features.extract import ImageTower, extract_features
+    from nrchbench.features import writer
+    from nrchbench.features.encoders import ImageTower
+    from nrchbench.features.extract import extract_features
 
     calls: list[int] = []
     encode = ImageTower.encode
@@ -233,7 +248,7 @@ def test_clip_extract_resume_and_load(tiny_models, raw_data, tmp_path: Path, mon
             **kw,
         )
     assert sum(calls) == 5  # rows 0-4: batches of 3 + 2
-    state = json.loads((out / extract.STATE_FILE).read_text())
+    state = json.loads((out / writer.STATE_FILE).read_text())
     assert state["rows_done"] == 5 and not (out / "data.h5").exists()
 
     calls.clear()
@@ -353,7 +368,7 @@ def test_missing_extra_message(monkeypatch) -> None:
     import builtins
 
     from nrchbench.errors import NrchbenchError
-    from nrchbench.features.extract import require_extra
+    from nrchbench.features.models import require_extra
 
     real = builtins.__import__
 

@@ -1,121 +1,148 @@
-"""Contract tests run for every registered method (built-in or plugin): a new method is
-covered without writing a test. Each trains with its ``tiny`` preset on a tiny synthetic
-set in seconds on the CPU."""
+"""The method contract (nrchbench.testing.check_method) on every registered method — a new
+method or an installed plugin is covered without writing a test — and the kit itself, on
+deliberately broken methods."""
 
 from __future__ import annotations
 
-import math
+from typing import ClassVar
 
-import numpy as np
 import pytest
 import torch
 
-from nrchbench.errors import ConfigError, RegistryError
-from nrchbench.methods import METHODS, PRESETS, TrainView, create_method
-
-torch.set_num_threads(1)
+from nrchbench.errors import ConfigError
+from nrchbench.methods import METHODS, EpochLog, HashingMethod, create_method
+from nrchbench.testing import MethodContractError, check_method, mock_data
 
 BITS = 16
-SPECIAL_KEYS = {"selected", "sample_loss", "gmm"}
-
-
-def _method_class(name: str):
-    try:
-        return METHODS.get(name)
-    except RegistryError as exc:
-        # A built-in declared in pyproject.toml whose module has not been written yet.
-        if "No module named 'nrchbench.methods." in str(exc):
-            pytest.skip(f"method {name!r} is declared but its module does not exist yet")
-        raise
 
 
 @pytest.fixture(scope="module")
-def tiny_data():
-    """(train view, query image, query text, train labels): synthetic, 250 train rows."""
-    from nrchbench.datasets import load_dataset
-
-    ds = load_dataset("synthetic", n=600, seed=0)
-    X, T, Y = ds.part("train")
-    qX, qT, _ = ds.part("query")
-    view = TrainView(
-        torch.from_numpy(np.ascontiguousarray(X, np.float32)),
-        torch.from_numpy(np.ascontiguousarray(T, np.float32)),
-        torch.from_numpy(Y.astype(np.float32)),
-        torch.device("cpu"),
-    )
-    return view, torch.from_numpy(qX.astype(np.float32)), torch.from_numpy(qT.astype(np.float32)), Y
+def data():
+    return mock_data()
 
 
-def _view_for(cls, view: TrainView) -> TrainView:
-    """What the runner passes: all-zero labels to methods that do not use labels."""
-    if cls.uses_labels:
-        return view
-    return TrainView(view.image, view.text, torch.zeros_like(view.labels), view.device)
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", METHODS.names())
-def test_declares_presets_and_parameters(name):
-    cls = _method_class(name)
-    assert set(PRESETS) <= set(cls.presets), f"{name} must define presets {PRESETS}"
-    assert cls.defaults, f"{name} declares no hyper-parameters"
-    for preset, overrides in cls.presets.items():
-        assert set(overrides) <= set(cls.defaults), f"{name} preset {preset!r} sets undeclared parameters"
-        cls.resolve_params(preset)
-    assert isinstance(cls.uses_labels, bool) and isinstance(cls.selects_samples, bool)
-    assert cls.description
+def test_contract(name, data):
+    report = check_method(METHODS.get(name), bits=BITS, data=data)
+    assert report["epochs"] >= 1
 
 
 @pytest.mark.parametrize("name", METHODS.names())
-def test_get_params_round_trips(name):
-    cls = _method_class(name)
+def test_get_params_round_trips_and_bad_parameters_raise(name):
+    cls = METHODS.get(name)
     m = create_method(name, BITS, "tiny")
     params = m.get_params()
     assert params["bits"] == BITS
     assert cls(**params).get_params() == params
-
-
-@pytest.mark.parametrize("name", METHODS.names())
-def test_unknown_parameter_and_preset_raise(name):
-    _method_class(name)
     with pytest.raises(ConfigError):
         create_method(name, BITS, "tiny", no_such_parameter=1)
     with pytest.raises(ConfigError):
         create_method(name, BITS, "no_such_preset")
+    assert cls.description
 
 
-@pytest.mark.parametrize("name", METHODS.names())
-def test_trains_end_to_end(name, tiny_data):
-    cls = _method_class(name)
-    view, qX, qT, _ = tiny_data
-    m = create_method(name, BITS, "tiny")
-    logs: list[dict] = []
-    m.fit(_view_for(cls, view), seed=0, callback=lambda epoch, lg: logs.append(lg))
-    assert len(logs) == m.num_epochs
-    for lg in logs:
-        for key, value in lg.items():
-            if key in SPECIAL_KEYS:
-                continue
-            assert isinstance(value, (int, float)) and math.isfinite(value), f"{name} log {key}={value!r}"
-        if cls.selects_samples:
-            sel = np.asarray(lg["selected"])
-            assert sel.dtype == bool and sel.shape == (view.n,)
-    for modality, x in (("image", qX), ("text", qT)):
-        out = m.encode(modality, x)
-        assert out.shape == (x.shape[0], BITS)
-        assert torch.isfinite(out).all()
-        codes = torch.where(out >= 0, 1, -1)
-        assert codes.abs().eq(1).all()
+# --------------------------------------------------------------------- the kit catches breakage
+class _Good(HashingMethod):
+    name = "contract-good"
+    description = "a linear projection, seeded from the Rng"
+    defaults: ClassVar = {"epochs": 2}
+    presets: ClassVar = {"paper": {}, "fast": {}, "tiny": {}}
+    uses_labels = False
+
+    def setup(self, data, rng):
+        g = rng.torch("init")
+        self.w1 = torch.randn(data.image.shape[1], self.bits, generator=g)
+        self.w2 = torch.randn(data.text.shape[1], self.bits, generator=g)
+
+    def train_epoch(self, epoch, data, rng):
+        return EpochLog(epoch, losses={"loss": 0.0})
+
+    def encode_image(self, x):
+        return x @ self.w1
+
+    def encode_text(self, x):
+        return x @ self.w2
 
 
-@pytest.mark.parametrize("name", METHODS.names())
-def test_unsupervised_methods_ignore_labels(name, tiny_data):
-    cls = _method_class(name)
-    if cls.uses_labels:
-        pytest.skip(f"{name} uses labels")
-    view, qX, _, _ = tiny_data
-    outs = []
-    for labels in (torch.zeros_like(view.labels), view.labels):
-        m = create_method(name, BITS, "tiny")
-        m.fit(TrainView(view.image, view.text, labels, view.device), seed=0)
-        outs.append(m.encode("image", qX))
-    assert torch.equal(outs[0], outs[1])
+class _WrongShape(_Good):
+    def encode_text(self, x):
+        return (x @ self.w2)[:, :-1]
+
+
+class _NaN(_Good):
+    def encode_image(self, x):
+        return torch.full((x.shape[0], self.bits), float("nan"))
+
+
+class _GlobalRng(_Good):
+    def setup(self, data, rng):
+        self.w1 = torch.randn(data.image.shape[1], self.bits)  # global RNG
+        self.w2 = torch.randn(data.text.shape[1], self.bits)
+
+
+class _ReadsLabels(_Good):
+    def setup(self, data, rng):
+        super().setup(data, rng)
+        self.w1 = self.w1 + data.labels.sum()
+
+
+class _NoSelection(_Good):
+    uses_labels = True
+    selects_samples = True
+
+
+def test_kit_accepts_a_correct_method(data):
+    check_method(_Good, data=data)
+
+
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [
+        (_WrongShape, "shape"),
+        (_NaN, "NaN"),
+        (_GlobalRng, "global random state"),
+        (_ReadsLabels, "change with the labels"),
+        (_NoSelection, "selected"),
+    ],
+)
+def test_kit_rejects_broken_methods(cls, message, data):
+    with pytest.raises(MethodContractError, match=message):
+        check_method(cls, data=data)
+
+
+def test_missing_preset_is_refused_when_the_class_is_defined():
+    with pytest.raises(TypeError, match="preset"):
+
+        class _NoTiny(_Good):
+            presets: ClassVar = {"paper": {}, "fast": {}}
+
+
+def test_kit_rejects_presets_removed_later(data):
+    class _Late(_Good):
+        pass
+
+    _Late.presets = {"paper": {}}
+    with pytest.raises(MethodContractError, match="missing preset"):
+        check_method(_Late, data=data)
+
+
+def test_unsupervised_outputs_bit_identical_across_label_matrices(data):
+    """The kit's label check on every registered noise-invariant method, stated directly."""
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        if cls.uses_labels:
+            continue
+        outs = []
+        for labels in (torch.zeros_like(data.train.labels), data.train.labels):
+            m = create_method(name, BITS, "tiny")
+            m.fit(type(data.train)(data.train.image, data.train.text, labels, data.train.device), seed=0)
+            outs.append(m.encode("image", data.query_image))
+        assert torch.equal(outs[0], outs[1]), name

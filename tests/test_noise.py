@@ -12,6 +12,7 @@ import pytest
 
 from nrchbench.errors import ConfigError, DataError, RegistryError
 from nrchbench.noise import NOISE, NoisyLabels, apply, base, models
+from nrchbench.params import Params
 
 BUILTIN = ("nrch", "symmetric", "asymmetric", "bitflip")
 SAMPLE_LEVEL = ("nrch", "symmetric", "asymmetric")
@@ -40,17 +41,28 @@ DATA = {
 }
 
 
-@pytest.fixture(scope="module")
-def mirflickr(shared_data) -> np.ndarray:
-    """The real MIRFlickr-25K train labels (rows 2000:12000 as in the nrch split)."""
+def mirflickr_train(shared_data, file: str, var: str, width: int) -> np.ndarray:
+    """Rows 2000:12000 (the nrch split's train rows) of a real MIRFlickr-25K matrix; skips if absent."""
     from scipy.io import loadmat
 
-    path = shared_data / "mirflickr" / "mirflickr25k-lall.mat"
+    path = shared_data / "mirflickr" / file
     if not path.is_file():
         pytest.skip(f"{path} not found")
-    lall = loadmat(path)["LAll"]
-    assert lall.shape == (20015, 24)
-    return np.ascontiguousarray(lall[2000:12000], dtype=np.uint8)
+    full = loadmat(path)[var]
+    assert full.shape == (20015, width)
+    return np.ascontiguousarray(full[2000:12000], dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def mirflickr(shared_data) -> np.ndarray:
+    """The real MIRFlickr-25K train labels LAll (10000×24)."""
+    return mirflickr_train(shared_data, "mirflickr25k-lall.mat", "LAll", 24)
+
+
+@pytest.fixture(scope="module")
+def mirflickr_text(shared_data) -> np.ndarray:
+    """The real MIRFlickr binary tag vectors YAll of the train rows (10000×1386)."""
+    return mirflickr_train(shared_data, "mirflickr25k-yall.mat", "YAll", 1386)
 
 
 # ---------------------------------------------------------------------------- naive oracles
@@ -175,9 +187,13 @@ def check_guarantees(name: str, y: np.ndarray, rate: float, seed: int = 0) -> No
 @pytest.mark.parametrize("name", NOISE.names())
 def test_registered_model_contract(name):
     cls = NOISE.get(name)
-    assert cls.description and cls.unit in ("sample", "entry") and isinstance(cls.defaults, dict)
+    assert cls.description and cls.unit in ("sample", "entry") and issubclass(cls.Params, Params)
+    assert cls.corrupts in ("labels", "pairs") and isinstance(cls.needs_features, bool)
     y = multi_label(40, 6)
-    out = apply(name, y, 0.25, 3)
+    feats = (np.random.default_rng(0).random((40, 5)), None) if cls.needs_features else None
+    params = {"modality": "image"} if cls.needs_features else {}
+    out = apply(name, y, 0.25, 3, features=feats, **params)
+    assert (out.text_index is not None) == (cls.corrupts == "pairs")
     for key in (
         "model", "rate", "seed", "params", "unit", "n_samples", "n_classes", "frac_samples_corrupted",
         "frac_entries_flipped", "frac_pairs_changed", "pairs_estimated", "cardinality_clean_mean",
@@ -220,7 +236,7 @@ def test_plugin_sample_model_gets_the_guarantees():
 
 
 def test_builtins_registered_from_entry_points():
-    assert set(BUILTIN) <= set(NOISE.names())
+    assert {NOISE.canonical(b) for b in BUILTIN} <= set(NOISE.names())  # "nrch" is now an alias of "one-swap"
     assert NOISE.get("nrch") is models.NRCHNoise
     assert NOISE.get("bitflip").unit == "entry"
 
@@ -455,7 +471,7 @@ def test_rows_without_swap_are_ineligible(name):
         (None, "0.2", 0, {}, ConfigError, "'0.2'"),
         (None, 0.2, -1, {}, ConfigError, "seed"),
         (None, 0.2, 1.5, {}, ConfigError, "seed"),
-        (None, 0.2, 0, {"bogus": 1}, ConfigError, "'bogus'.*accepted: none"),
+        (None, 0.2, 0, {"bogus": 1}, ConfigError, "noise model 'one-swap' has no parameter 'bogus'; parameters: none"),
     ],
 )
 def test_validation_errors(labels, rate, seed, params, exc, match):
@@ -468,18 +484,19 @@ def test_validation_errors(labels, rate, seed, params, exc, match):
 @pytest.mark.parametrize(
     ("params", "match"),
     [
-        ({"mode": "nope"}, "unknown mode"),
+        ({"mode": "nope"}, "'mode': input should be 'random' or 'cooccurrence'"),
         ({"permutation": [0, 1, 2, 3, 4]}, "permutation of 0..5"),
         ({"permutation": [1, 2, 0, 3, 4, 5]}, "involution"),
         ({"pairs": [[0, 0]]}, "bad pair"),
         ({"pairs": [[0, 1], [1, 2]]}, "bad pair"),
         ({"pairs": [[0, 9]]}, "bad pair"),
-        ({"pairs": 3}, "list of"),
-        ({"permutation": [1.0, 0.0, 2.0, 3.0, 4.0, 5.0]}, "list of 6 class indices"),
-        ({"permutation": "abc"}, "list of 6 class indices"),
+        ({"pairs": 3}, "'pairs': input should be a valid list"),
+        ({"pairs": [[0, 1, 2]]}, r"\[0, 1, 2\] is not a pair"),
+        ({"permutation": [1.0, 0.0, 2.0, 3.0, 4.0, 5.0]}, "'permutation.0': input should be a valid integer"),
+        ({"permutation": "abc"}, "'permutation': input should be a valid list"),
         ({"pairs": [[0, 1]], "permutation": [1, 0, 2, 3, 4, 5]}, "not both"),
         ({"pairs": [[0, 1]], "mode": "cooccurrence"}, "drop"),
-        ({"max": 1}, "accepted: mode, pairs, permutation"),
+        ({"max": 1}, "no parameter 'max'; parameters: mode, pairs, permutation"),
     ],
 )
 def test_asymmetric_param_errors(params, match):
@@ -533,3 +550,473 @@ def test_mirflickr_guarantees(mirflickr, name):
     np.testing.assert_array_equal(o.labels, naive_oracle(name, sub, 0.5, 0, o))
     if name == "nrch":
         np.testing.assert_array_equal(outs[2].labels.sum(1), y.sum(1))
+
+
+# ============================================================================ typed parameters
+@pytest.mark.parametrize(
+    ("name", "values", "match"),
+    [
+        ("nrch", {"bogus": 1}, "noise model 'one-swap' has no parameter 'bogus'; parameters: none"),
+        ("asymmetric", {"mod": "random"}, r"no parameter 'mod' \(did you mean mode\?\)"),
+        ("bitflip", {"rho_neg": True}, "'rho_neg': value error, must be a number in \\[0, 1\\], not a bool"),
+        ("bitflip", {"rho_neg": "x"}, "'rho_neg': input should be a valid number"),
+        ("instance", {"sharpness": -1}, "'sharpness': input should be greater than or equal to 0"),
+        ("instance", {"modality": "audio"}, "'modality': input should be 'both', 'image' or 'text'"),
+        ("instance", {"dim": 2.5}, "'dim': input should be a valid integer"),
+        ("missing", {"empty_rows": "drop"}, "'empty_rows': input should be 'keep_one' or 'allow'"),
+        ("pairs", {"cycle": 3}, "noise model 'pairs' has no parameter 'cycle'; parameters: none"),
+    ],
+)
+def test_params_refused_at_check_time(name, values, match):
+    """What the spec resolver calls: no labels, no data, one line."""
+    cls = NOISE.get(name)
+    with pytest.raises(ConfigError, match=match) as info:
+        cls.Params.check(values, owner=cls.owner())
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match=match):  # and apply refuses the same way
+        apply(name, multi_label(10, 4), 0.2, 0, features=(np.ones((10, 2)), np.ones((10, 2))), **values)
+
+
+def test_check_params_returns_only_given_names_converted():
+    from nrchbench.noise import check_params
+
+    assert check_params("nrch", None) == {} == check_params("asymmetric", {})
+    assert check_params("bitflip", {"rho_neg": "0.01"}) == {"rho_neg": 0.01}
+    assert check_params("instance", {"sharpness": 2, "modality": "text"}) == {"sharpness": 2.0, "modality": "text"}
+    with pytest.raises(ConfigError, match="noise model 'pairs' has no parameter 'bogus'"):
+        check_params("pairs", {"bogus": 1})
+    with pytest.raises(RegistryError):
+        check_params("nope", {})
+
+
+def test_params_convert_cli_strings_and_dump_defaults():
+    assert NOISE.get("bitflip").Params.check({"rho_neg": "0.01"}).rho_neg == 0.01
+    assert NOISE.get("asymmetric").Params.check({"mode": "Random"}).mode == "random"
+    inst = NOISE.get("instance").Params
+    assert inst.check({"sharpness": "2"}).sharpness == 2.0
+    assert inst.defaults() == {"modality": "both", "sharpness": 1.0, "ridge": 0.01, "dim": 256, "projection_seed": 0}
+    assert NOISE.get("missing").Params.defaults() == {"empty_rows": "keep_one"}
+    assert NOISE.get("nrch").Params.defaults() == {} == NOISE.get("pairs").Params.defaults()
+
+
+def test_legacy_defaults_dict_plugin_gets_params():
+    class Legacy(base.SampleNoiseModel):
+        name = "test-legacy"
+        defaults = {"k": 1, "tag": None}
+
+        def eligible(self, y, state):
+            return y.sum(1) > 0
+
+        def corrupt(self, rows, draws, state):
+            return 1 - rows
+
+    assert Legacy.Params.defaults() == {"k": 1, "tag": None}
+    assert Legacy.Params.check({"k": "3"}).k == 3
+    with pytest.raises(ConfigError, match="no parameter 'kk'"):
+        Legacy(kk=1).apply(multi_label(10, 4), 0.2, 0)
+    assert Legacy(k=2).apply(multi_label(10, 4), 0.2, 0).report["params"] == {"k": 2, "tag": None}
+
+
+def test_existing_models_have_no_text_index():
+    for name in BUILTIN:
+        assert apply(name, multi_label(30, 5), 0.5, 0).text_index is None
+        assert NOISE.get(name).corrupts == "labels" and not NOISE.get(name).needs_features
+
+
+# ============================================================================ real data of the new models
+@pytest.fixture(scope="module")
+def wiki(shared_data):
+    """The real Wikipedia train split: (image 2173×128, text 2173×10, labels 2173×10 single-label)."""
+    from nrchbench.datasets import load_dataset
+
+    if not (shared_data / "wiki" / "raw_features.mat").is_file():
+        pytest.skip("wiki not found")
+    ds = load_dataset("wiki", data_root=shared_data)
+    tr = ds.splits["train"]
+    return ds.image[tr], ds.text[tr], np.ascontiguousarray(ds.labels[tr], dtype=np.uint8)
+
+
+# ---------------------------------------------------------------------------- instance
+def zscore(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    sd = x.std(0)
+    return (x - x.mean(0)) / np.where(sd > 0, sd, 1.0)
+
+
+def naive_design(feats, dim=256, projection_seed=0):
+    x = np.hstack([zscore(f) for f in feats])
+    if x.shape[1] > dim:
+        r = np.where(np.random.default_rng([projection_seed, 4]).random((x.shape[1], dim)) < 0.5, -1.0, 1.0)
+        x = zscore(x @ r)
+    return x
+
+
+def naive_loo_ridge(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    n, d = x.shape
+    a = x.T @ x / n + lam * np.eye(d)
+    yf = y.astype(np.float64)
+    f = x @ np.linalg.solve(a, x.T @ (yf - yf.mean(0)) / n) + yf.mean(0)
+    h = 1 / n + np.einsum("ij,ij->i", x @ np.linalg.inv(a), x) / n
+    return np.clip(yf - (yf - f) / (1 - h)[:, None], 1e-6, 1 - 1e-6)
+
+
+def naive_instance(y: np.ndarray, probs: np.ndarray, rate: float, seed: int, gamma: float) -> np.ndarray:
+    """Per-sample loops over the documented construction (PROTOCOL §2, instance)."""
+    n, c = y.shape
+    u = np.random.default_rng([seed, 0]).random(n)
+    keys = []
+    for i in range(n):
+        pos = [j for j in range(c) if y[i, j]]
+        neg = [j for j in range(c) if not y[i, j]]
+        if pos and neg:
+            s = max(1 - probs[i, j] for j in pos) * max(probs[i, j] for j in neg)
+            keys.append((math.log(-math.log1p(-u[i])) - gamma * math.log(s), i))
+    chosen = [i for _, i in sorted(keys)][: math.floor(rate * n + 1e-9)]
+    draws = np.random.default_rng([seed, 1]).random((len(chosen), c))
+    out = y.copy()
+    for p, i in enumerate(chosen):
+        race = [math.log(-math.log1p(-draws[p, j])) for j in range(c)]
+        pos = [j for j in range(c) if y[i, j]]
+        neg = [j for j in range(c) if not y[i, j]]
+        off = min(pos, key=lambda j: (race[j] - gamma * math.log(1 - probs[i, j]), j))
+        on = min(neg, key=lambda j: (race[j] - gamma * math.log(probs[i, j]), j))
+        out[i, off], out[i, on] = 0, 1
+    return out
+
+
+def test_instance_classifier_is_exact_leave_one_out(wiki):
+    """The closed-form LOO outputs equal explicit refits without the sample (fixed standardised design)."""
+    from nrchbench.noise import instance
+
+    image, text, y = wiki
+    probs, info = instance.confusion_model([image, text], y, ridge=0.01, dim=256, projection_seed=0)
+    x = naive_design([image, text])
+    np.testing.assert_allclose(probs, naive_loo_ridge(x, y, 0.01), rtol=0, atol=1e-9)
+    n = len(y)
+    for i in (0, 700, n - 1):
+        keep = np.arange(n) != i
+        xa = np.hstack([x[keep], np.ones((n - 1, 1))])
+        pen = np.diag([n * 0.01] * x.shape[1] + [0.0])  # the same penalty, intercept unpenalised
+        w = np.linalg.solve(xa.T @ xa + pen, xa.T @ y[keep])
+        np.testing.assert_allclose(probs[i], np.clip(np.r_[x[i], 1.0] @ w, 1e-6, 1 - 1e-6), atol=1e-9)
+    assert info["classifier_projected"] is False and info["classifier_dim"] == 138
+    assert info["classifier_top1_in_labels"] > 0.5  # the classifier is informative (chance: 0.1)
+
+
+def test_instance_matches_naive_oracle_on_wiki(wiki):
+    image, text, y = wiki
+    from nrchbench.noise import instance
+
+    probs, _ = instance.confusion_model([image, text], y, ridge=0.01, dim=256, projection_seed=0)
+    for rate, seed, gamma in ((0.2, 0, 1.0), (0.5, 3, 2.0), (0.8, 1, 0.0)):
+        out = apply("instance", y, rate, seed, features=(image, text), sharpness=gamma)
+        check_guarantees_of(out, y, rate)
+        np.testing.assert_array_equal(out.labels, naive_instance(y, probs, rate, seed, gamma))
+        assert (out.labels.sum(1) == 1).all()  # single-label stays single-label, to another class
+        assert (out.labels.argmax(1) != y.argmax(1)).sum() == math.floor(rate * len(y) + 1e-9)
+
+
+def check_guarantees_of(out: NoisyLabels, y: np.ndarray, rate: float) -> None:
+    """Exact count, every corrupted sample changed, report against naive recomputation."""
+    differs = (out.labels != y).any(1)
+    np.testing.assert_array_equal(out.corrupted, differs)
+    np.testing.assert_array_equal(out.clean_mask, ~differs)
+    assert out.corrupted.sum() == math.floor(rate * len(y) + 1e-9)
+    rep = out.report
+    assert rep["frac_samples_corrupted"] == out.corrupted.sum() / len(y)
+    assert rep["frac_entries_flipped"] == pytest.approx((out.labels != y).mean(), rel=1e-12)
+    json.dumps(rep, allow_nan=False)
+
+
+def test_instance_depends_on_the_features(wiki):
+    """Corrupted samples are the confused ones, and they move to the classes they are confused with."""
+    image, text, y = wiki
+    inst = apply("instance", y, 0.2, 0, features=(image, text)).report
+    flat = apply("instance", y, 0.2, 0, features=(image, text), sharpness=0).report
+    assert inst["confusion_mean_corrupted"] > 1.4 * inst["confusion_mean_eligible"]
+    assert inst["frac_to_most_confused"] > 3 * flat["frac_to_most_confused"]
+    assert flat["frac_to_most_confused"] == pytest.approx(1 / 9, abs=0.04)  # uniform over the 9 wrong classes
+    # γ = 0 selects exactly the samples of the instance-independent models (same order stream).
+    np.testing.assert_array_equal(
+        apply("instance", y, 0.2, 0, features=(image, text), sharpness=0).corrupted,
+        apply("symmetric", y, 0.2, 0).corrupted,
+    )
+    # Other features, other noise.
+    other = apply("instance", y, 0.2, 0, features=(image, text[::-1].copy()))
+    assert other.labels.tobytes() != apply("instance", y, 0.2, 0, features=(image, text)).labels.tobytes()
+
+
+def test_instance_on_mirflickr_text(mirflickr, mirflickr_text):
+    """Real multi-label labels with the real tag vectors as features (the image features are absent)."""
+    y, feats = mirflickr, (None, mirflickr_text)
+    outs = [apply("instance", y, r, 0, features=feats, modality="text") for r in RATES]  # one fit (cached)
+    for out, rate in zip(outs, RATES):
+        check_guarantees_of(out, y, rate)
+        d = out.labels.astype(int) - y.astype(int)
+        assert ((d[out.corrupted] == -1).sum(1) == 1).all() and ((d[out.corrupted] == 1).sum(1) == 1).all()
+        assert out.report["classifier_projected"] is True and out.report["classifier_input_dim"] == 1386
+        assert out.report["confusion_mean_corrupted"] > out.report["confusion_mean_eligible"]
+    for lo, hi in pairwise(outs):
+        assert not (lo.corrupted & ~hi.corrupted).any()
+        both = lo.corrupted & hi.corrupted
+        np.testing.assert_array_equal(lo.labels[both], hi.labels[both])
+
+
+def test_instance_oracle_and_determinism_on_a_mirflickr_slice(mirflickr, mirflickr_text):
+    """On 1500 real rows: the projected design and the draws against the naive construction,
+    bit-identical recomputation (cache cleared), seed dependence, exact pair statistic."""
+    from nrchbench.noise import instance
+
+    sub, tsub = mirflickr[:1500], mirflickr_text[:1500]
+    o = apply("instance", sub, 0.5, 2, features=(None, tsub), modality="text")
+    probs = naive_loo_ridge(naive_design([tsub]), sub, 0.01)
+    np.testing.assert_array_equal(o.labels, naive_instance(sub, probs, 0.5, 2, 1.0))
+    assert o.report["frac_pairs_changed"] == pytest.approx(dense_pairs_changed(sub, o.labels), rel=1e-12)
+    instance.clear_cache()
+    again = apply("instance", sub, 0.5, 2, features=(None, tsub), modality="text")
+    assert again.labels.tobytes() == o.labels.tobytes() and again.report == o.report
+    assert apply("instance", sub, 0.5, 3, features=(None, tsub), modality="text").labels.tobytes() != o.labels.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("features", "params", "exc", "match"),
+    [
+        (None, {}, ConfigError, "needs the training features: pass features=\\(image, text\\)"),
+        (np.ones((20, 3)), {}, ConfigError, "must be a pair \\(image, text\\)"),
+        ((None, np.ones((20, 3))), {}, DataError, "uses the image features but features\\[0\\] is None"),
+        ((np.ones((19, 3)), np.ones((20, 3))), {}, DataError, "image features must be a 2-D array with 20 rows"),
+        ((np.ones((20, 3)), np.full((20, 2), np.nan)), {}, DataError, "text features hold a non-finite value"),
+        ((np.ones((20, 3)), np.array([["a"]] * 20)), {}, DataError, "text features must be numeric"),
+    ],
+)
+def test_instance_feature_errors(features, params, exc, match):
+    with pytest.raises(exc, match=match) as info:
+        apply("instance", multi_label(20, 4), 0.2, 0, features=features, **params)
+    assert "\n" not in str(info.value)
+
+
+def test_instance_accepts_torch_and_one_modality():
+    import torch
+
+    y = multi_label(60, 5, seed=3)
+    x = np.random.default_rng(1).random((60, 7)).astype(np.float32)
+    a = apply("instance", y, 0.5, 0, features=(None, x), modality="text")
+    b = apply("instance", y, 0.5, 0, features=(torch.from_numpy(x), torch.from_numpy(x)), modality="text")
+    assert a.labels.tobytes() == b.labels.tobytes()
+    assert a.report["params"]["modality"] == "text"
+
+
+# ---------------------------------------------------------------------------- missing
+def naive_missing(y: np.ndarray, rate: float, seed: int, keep_one: bool = True) -> tuple[np.ndarray, int]:
+    n, c = y.shape
+    u = np.random.default_rng([seed, 1]).random((n, c))
+    positives = [(i, j) for i in range(n) for j in range(c) if y[i, j]]
+    k = math.floor(rate * len(positives) + 1e-9)
+    selected = set(sorted(positives, key=lambda e: (u[e], e))[:k])
+    out, kept = y.copy(), 0
+    for i in range(n):
+        row = [(i, j) for j in range(c) if y[i, j]]
+        drop = [e for e in row if e in selected]
+        if keep_one and row and len(drop) == len(row):
+            drop.remove(max(row, key=lambda e: (u[e], e)))
+            kept += 1
+        for e in drop:
+            out[e] = 0
+    return out, kept
+
+
+def test_missing_on_mirflickr(mirflickr):
+    y = mirflickr
+    pos = y.sum()
+    outs = [apply("missing", y, rate, 0) for rate in RATES]
+    for out, rate in zip(outs, RATES):
+        rep = out.report
+        assert not (out.labels > y).any()  # never adds
+        assert (out.labels.sum(1) >= 1).all() and rep["rows_emptied"] == 0
+        dropped = int((y.astype(int) - out.labels).sum())
+        assert rep["n_pos_selected"] == math.floor(rate * pos + 1e-9) == dropped + rep["rows_kept_one"]
+        assert rep["frac_pos_dropped"] == dropped / pos
+        np.testing.assert_array_equal(out.corrupted, (out.labels != y).any(1))
+        assert rep["frac_samples_corrupted"] == out.corrupted.mean()
+        assert rep["frac_entries_flipped"] == pytest.approx((out.labels != y).mean(), rel=1e-12)
+        json.dumps(rep, allow_nan=False)
+    for lo, hi in pairwise(outs):  # dropped entries nest
+        assert not ((lo.labels != y) & (hi.labels == y)).any()
+
+
+def test_missing_oracle_and_determinism_on_a_mirflickr_slice(mirflickr):
+    sub = mirflickr[:2000]
+    for rate, seed in ((0.2, 0), (0.8, 4)):
+        out = apply("missing", sub, rate, seed)
+        ref, kept = naive_missing(sub, rate, seed)
+        np.testing.assert_array_equal(out.labels, ref)
+        assert out.report["rows_kept_one"] == kept
+    o = apply("missing", sub, 0.5, 0)
+    assert o.report["frac_pairs_changed"] == pytest.approx(dense_pairs_changed(sub, o.labels), rel=1e-12)
+    assert apply("missing", sub, 0.5, 0).labels.tobytes() == o.labels.tobytes()
+    assert apply("missing", sub, 0.5, 1).labels.tobytes() != o.labels.tobytes()
+
+
+def test_missing_allow_empty_rows_and_blocks(monkeypatch):
+    y = multi_label(400, 6, p=0.2, seed=5)
+    out = apply("missing", y, 0.7, 3, empty_rows="allow")
+    ref, _ = naive_missing(y, 0.7, 3, keep_one=False)
+    np.testing.assert_array_equal(out.labels, ref)
+    assert out.report["n_pos_dropped"] == math.floor(0.7 * y.sum() + 1e-9) and out.report["rows_kept_one"] == 0
+    assert out.report["rows_emptied"] == ((out.labels.sum(1) == 0) & (y.sum(1) > 0)).sum() > 0
+    nested = [apply("missing", y, r, 3, empty_rows="allow").labels for r in RATES]
+    for lo, hi in pairwise(nested):
+        assert not ((lo != y) & (hi == y)).any()
+    monkeypatch.setattr(base, "CHUNK_ROWS", 7)
+    from nrchbench.noise import missing
+
+    monkeypatch.setattr(missing, "CHUNK_ROWS", 7)
+    assert apply("missing", y, 0.7, 3, empty_rows="allow").labels.tobytes() == out.labels.tobytes()
+    keep = apply("missing", y, 0.7, 3)
+    assert keep.labels.tobytes() == naive_missing(y, 0.7, 3)[0].tobytes()
+
+
+# ---------------------------------------------------------------------------- pairs
+def naive_pairs(n: int, rate: float, seed: int) -> np.ndarray:
+    u = np.random.default_rng([seed, 0]).random(n)
+    order = sorted(range(n), key=lambda i: (u[i], i))[: math.floor(rate * n + 1e-9)]
+    t = list(range(n))
+    for p, i in enumerate(order):
+        t[i] = order[(p + 1) % len(order)]
+    return np.array(t)
+
+
+def naive_crossmodal_changed(y: np.ndarray, t: np.ndarray) -> float:
+    yf = y.astype(np.float32)
+    told = (yf @ yf.T) > 0
+    true = (yf @ yf[t].T) > 0
+    d = told != true
+    np.fill_diagonal(d, False)
+    n = len(y)
+    return float(d.sum() / (n * (n - 1)))
+
+
+def check_pairs(out: NoisyLabels, y: np.ndarray, rate: float) -> None:
+    n = len(y)
+    t = out.text_index
+    assert t.dtype == np.int64 and np.array_equal(np.sort(t), np.arange(n))  # every text row once
+    moved = t != np.arange(n)
+    np.testing.assert_array_equal(out.corrupted, moved)
+    np.testing.assert_array_equal(out.clean_mask, ~moved)
+    assert moved.sum() == math.floor(rate * n + 1e-9)
+    assert set(t[moved]) == set(np.flatnonzero(moved))  # a derangement within the corrupted subset
+    np.testing.assert_array_equal(out.labels, y)  # labels stay with the image
+    rep = out.report
+    assert rep["frac_entries_flipped"] == 0.0 and rep["frac_samples_corrupted"] == moved.mean()
+    assert rep["frac_pairs_mismatched"] == moved.mean()
+    unrelated = ~(y[moved] & y[t[moved]]).any(1)
+    assert rep["n_mismatched_unrelated"] == unrelated.sum()
+    assert rep["frac_mismatched_unrelated"] == (unrelated.mean() if moved.any() else 0.0)
+    json.dumps(rep, allow_nan=False)
+
+
+def test_pairs_on_wiki_features(wiki):
+    _, text, y = wiki
+    outs = [apply("pairs", y, r, 0) for r in RATES]
+    for out, rate in zip(outs, RATES):
+        check_pairs(out, y, rate)
+        np.testing.assert_array_equal(out.text_index, naive_pairs(len(y), rate, 0))
+        # The rows a method sees: exactly the corrupted rows have a different text (wiki texts are unique).
+        seen = text[out.text_index]
+        np.testing.assert_array_equal((seen != text).any(1), out.corrupted)
+        assert out.report["frac_pairs_changed"] == pytest.approx(naive_crossmodal_changed(y, out.text_index), rel=1e-12)
+        # single cycle through the corrupted pairs
+        start = int(np.flatnonzero(out.corrupted)[0])
+        i, length = int(out.text_index[start]), 1
+        while i != start:
+            i, length = int(out.text_index[i]), length + 1
+        assert length == out.corrupted.sum()
+    for lo, hi in pairwise(outs):
+        assert not (lo.corrupted & ~hi.corrupted).any()
+        differ = lo.corrupted & (lo.text_index != hi.text_index)
+        assert differ.sum() == 1  # only the pair closing the lower rate's cycle
+
+
+def test_pairs_on_mirflickr_and_nesting_at_odd_counts(mirflickr):
+    y = mirflickr
+    for rate in RATES:
+        check_pairs(apply("pairs", y, rate, 5), y, rate)
+    sub = y[:900]
+    o = apply("pairs", sub, 0.5, 0)
+    assert o.report["frac_pairs_changed"] == pytest.approx(naive_crossmodal_changed(sub, o.text_index), rel=1e-12)
+    assert apply("pairs", sub, 0.5, 0).text_index.tobytes() == o.text_index.tobytes()
+    assert apply("pairs", sub, 0.5, 1).text_index.tobytes() != o.text_index.tobytes()
+    # consecutive and odd counts: 3 → 4 → 7 pairs of 100
+    small = multi_label(100, 6, seed=1)
+    t = {m: apply("pairs", small, m / 100, 2).text_index for m in (0, 2, 3, 4, 7)}
+    assert (t[0] == np.arange(100)).all()
+    for a, b in ((2, 3), (3, 4), (4, 7)):
+        moved_a = t[a] != np.arange(100)
+        assert ((t[a] != t[b]) & moved_a).sum() == 1
+
+
+def test_pairs_report_estimate_and_count_errors(monkeypatch):
+    y = multi_label(600, 8, seed=4)
+    exact = apply("pairs", y, 0.5, 0).report["frac_pairs_changed"]
+    monkeypatch.setattr(base, "EXACT_PAIRS_MAX_N", 100)
+    monkeypatch.setattr(base, "PAIR_SAMPLES", 200_000)
+    est = apply("pairs", y, 0.5, 0).report
+    assert est["pairs_estimated"] is True
+    assert abs(est["frac_pairs_changed"] - exact) < 5 * est["frac_pairs_changed_se"] + 1e-3
+    with pytest.raises(ConfigError, match="cannot mismatch exactly 1 of 10 pairs"):
+        apply("pairs", multi_label(10, 4), 0.1, 0)
+    assert not apply("pairs", multi_label(10, 4), 0.05, 0).corrupted.any()
+
+
+def test_pairs_plugin_must_return_a_permutation():
+    class Broken(base.NoiseModel):
+        name = "test-broken-pairs"
+        corrupts = "pairs"
+
+        def _apply_pairs(self, y, rate, seed, params, **inputs):
+            return np.zeros(len(y), dtype=np.int64), {}, {}
+
+    with pytest.raises(RuntimeError, match="not a permutation"):
+        Broken().apply(multi_label(10, 4), 0.5, 0)
+
+
+# ---------------------------------------------------------------------------- golden of the new models
+GOLDEN_NEW = {
+    "instance": "75d39f4ed46bc5cb",
+    "missing": "1755501d66a176bc",
+    "pairs": "663bdf18a0e79f79",
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_NEW))
+def test_golden_hash_new_models(name):
+    rng = np.random.default_rng(2024)
+    y = (rng.random((64, 12)) < 0.3).astype(np.uint8)
+    y[:, 0] = 1
+    feats = (rng.random((64, 9)), rng.random((64, 5)))
+    out = apply(name, y, 0.5, 7, features=feats)
+    arr = out.text_index if out.text_index is not None else out.labels
+    assert hashlib.sha256(arr.tobytes()).hexdigest()[:16] == GOLDEN_NEW[name]
+
+
+@pytest.mark.parametrize("name", ["instance", "missing", "pairs"])
+def test_new_models_tiny_inputs_and_inputs_untouched(name):
+    for n in (0, 2, 3):
+        y = np.zeros((n, 4), dtype=np.uint8)
+        y[:, :2] = 1
+        x = np.arange(n * 3, dtype=np.float64).reshape(n, 3)
+        before, xb = y.copy(), x.copy()
+        out = apply(name, y, 1.0, 0, features=(x, x))
+        np.testing.assert_array_equal(y, before)
+        np.testing.assert_array_equal(x, xb)
+        assert out.report["n_samples"] == n and out.n_corrupted == n
+        json.dumps(out.report, allow_nan=False)
+
+
+def test_missing_refuses_single_label_with_keep_one(wiki):
+    _, _, y = wiki
+    with pytest.raises(ConfigError, match="cannot drop any label: no row has two or more positives"):
+        apply("missing", y, 0.5, 0)
+    assert not apply("missing", y, 0.0, 0).corrupted.any()
+    out = apply("missing", y, 0.5, 0, empty_rows="allow")
+    assert out.report["rows_emptied"] == out.n_corrupted == math.floor(0.5 * len(y))

@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import flat_log
 
 from nrchbench.errors import ConfigError
-from nrchbench.methods import TrainView, create_method
+from nrchbench.methods import TrainData, create_method
 from nrchbench.methods.nrch import (
     NRCH,
     NRCHNoDNS,
@@ -99,7 +100,7 @@ def _pairflip(Y, rate, seed):
 
 
 def _view(X, T, Y):
-    return TrainView(
+    return TrainData(
         torch.from_numpy(X), torch.from_numpy(T), torch.from_numpy(Y.astype(np.float32)), torch.device("cpu")
     )
 
@@ -297,7 +298,7 @@ def test_end_to_end_tiny(name, small):
     Yn, _ = _pairflip(Y[tr], 0.2, seed=0)
     logs = []
     m = create_method(name, 16, "tiny")
-    m.fit(_view(X[tr], T[tr], Yn), seed=0, callback=lambda e, lg: logs.append(lg))
+    m.fit(_view(X[tr], T[tr], Yn), seed=0, callback=lambda lg: logs.append(flat_log(lg)))
     assert len(logs) == m.num_epochs
     qi, qt = _codes(m, "image", X[q]), _codes(m, "text", T[q])
     di, dt = _codes(m, "image", X[tr]), _codes(m, "text", T[tr])
@@ -329,7 +330,7 @@ def test_selection_precision_beats_noise_free_fraction():
     assert 0.45 <= base <= 0.55
     sel = {}
     m = create_method("nrch", 16, "tiny", epochs=20, dns_start_epoch=10, batch_size=32)
-    m.fit(_view(X[100:], T[100:], Yn), seed=0, callback=lambda e, lg: sel.__setitem__(e, lg["selected"]))
+    m.fit(_view(X[100:], T[100:], Yn), seed=0, callback=lambda lg: sel.__setitem__(lg.epoch, lg.selected))
     assert all(sel[e].all() for e in range(10))
     precision = [clean[sel[e]].mean() for e in range(10, 20) if sel[e].any()]
     assert len(precision) == 10 and np.mean(precision) > base + 0.03
@@ -339,6 +340,6 @@ def test_paper_switches_train(small):
     X, T, Y = small
     logs = []
     m = create_method("nrch", 16, "tiny", rch_bidirectional=True, rch_mask="exclude", theta_schedule="linear", epochs=4)
-    m.fit(_view(X[60:], T[60:], Y[60:]), seed=0, callback=lambda e, lg: logs.append(lg))
+    m.fit(_view(X[60:], T[60:], Y[60:]), seed=0, callback=lambda lg: logs.append(flat_log(lg)))
     assert [lg["theta"] for lg in logs] == pytest.approx([0.0, 0.0, 0.2, 0.3])
     assert all(math.isfinite(lg["loss"]) for lg in logs)

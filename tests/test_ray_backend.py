@@ -29,8 +29,8 @@ import nrchbench.sweep as sweep_mod  # noqa: E402
 from nrchbench.backends import get_backend  # noqa: E402
 from nrchbench.backends.ray_backend import RayBackend  # noqa: E402
 from nrchbench.cli.common import import_plugins  # noqa: E402
+from nrchbench.grid import expand_grid  # noqa: E402
 from nrchbench.records import iter_record_paths, load_records, read_record  # noqa: E402
-from nrchbench.spec import expand_grid  # noqa: E402
 from nrchbench.sweep import run_sweep  # noqa: E402
 
 pytestmark = pytest.mark.ray
@@ -258,8 +258,8 @@ def test_local_instance_gives_the_same_records_as_the_local_backend(
     assert [e.kind for e in events].count("start") == [e.kind for e in events].count("done") == 8
     assert not any(e.result.written for e in events if e.kind == "done")
     assert not ray.is_initialized()  # the instance it started is shut down again
-    a = {r["run_id"]: _comparable(r) for r in load_records(out / "local")}
-    b = {r["run_id"]: _comparable(r) for r in load_records(out / "ray")}
+    a = {r["run_id"]: _comparable(r) for r in [x.to_dict() for x in load_records(out / "local")]}
+    b = {r["run_id"]: _comparable(r) for r in [x.to_dict() for x in load_records(out / "ray")]}
     assert a.keys() == b.keys() == {s.run_id for s in specs}
     for run_id in a:
         assert b[run_id]["metrics"]["avg"]["map"] == a[run_id]["metrics"]["avg"]["map"]
@@ -289,7 +289,7 @@ def test_resume_across_backends_on_two_nodes(tmp_path: Path, cluster: Cluster, m
     assert sorted(submitted) == sorted(s.run_id for s in specs[3:])  # done specs are never submitted
     paths = iter_record_paths(out)
     assert sorted(p.stem for p in paths) == sorted(s.run_id for s in specs)
-    assert all(read_record(p)["status"] == "ok" for p in paths)
+    assert all(read_record(p).status == "ok" for p in paths)
     assert {p: p.stat().st_mtime_ns for p in before} == before  # finished records untouched
     nodes = {r["node"] for r in summary.runs if r["status"] == "ok"}
     assert len(nodes) == 2, summary.runs
@@ -323,7 +323,7 @@ def test_killing_a_node_mid_sweep_still_records_every_spec(
     summary = run_sweep(specs, out=out, backend="ray", plugins=[TOY], progress=on_event)
     assert killed.is_set()
     assert time.monotonic() - t0 < 150
-    records = {r["run_id"]: r for r in load_records(out)}
+    records = {r.run_id: r.to_dict() for r in load_records(out)}
     assert set(records) == {s.run_id for s in specs}  # every spec recorded
     assert summary.ok + summary.failed == len(specs)
     failed = [r for r in records.values() if r["status"] != "ok"]
@@ -334,7 +334,7 @@ def test_killing_a_node_mid_sweep_still_records_every_spec(
         # a failed record is rerun by the next sweep (here: locally)
         again = run_sweep(specs, out=out, plugins=[TOY])
         assert again.ok == len(failed) and again.skipped == len(specs) - len(failed)
-        assert all(r["status"] == "ok" for r in load_records(out))
+        assert all(r.status == "ok" for r in load_records(out))
         assert len(iter_record_paths(out)) == len(specs)
 
 
@@ -354,7 +354,7 @@ def test_ctrl_c_cancels_outstanding_runs(tmp_path: Path, cluster: Cluster, monke
     assert not ray.is_initialized()
     time.sleep(3.0)  # a run that kept going would have written its record by now
     assert sorted(p.stem for p in iter_record_paths(out)) == sorted(done)
-    assert all(read_record(p)["status"] == "ok" for p in iter_record_paths(out))
+    assert all(read_record(p).status == "ok" for p in iter_record_paths(out))
 
 
 def test_run_timeout_cancels_and_records_failed(
@@ -367,5 +367,5 @@ def test_run_timeout_cancels_and_records_failed(
     summary = run_sweep(specs, out=out, backend="ray", plugins=[TOY])
     assert time.monotonic() - t0 < 30
     assert summary.failed == 1
-    (rec,) = load_records(out)
+    (rec,) = [r.to_dict() for r in load_records(out)]
     assert rec["status"] == "failed" and "run_timeout=3s" in rec["error"]

@@ -107,7 +107,7 @@ def test_builtins_declared_as_entry_points():
     with warnings.catch_warnings():
         warnings.simplefilter("error", PluginImportWarning)
         assert {"nrch", "nrch-nogmm", "nrch-nodns", "dcmh", "djsrh"} <= set(METHODS.names())
-        assert {"nrch", "symmetric", "asymmetric", "bitflip"} <= set(NOISE.names())
+        assert {"one-swap", "symmetric", "asymmetric", "bitflip"} <= set(NOISE.names())
         assert {"synthetic", "mirflickr", "nuswide", "iapr", "coco", "wiki", "generic", "nrch-h5"} <= set(
             DATASETS.names()
         )

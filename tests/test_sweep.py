@@ -15,8 +15,8 @@ from conftest import FAILING, SMALL, TOY
 
 from nrchbench.backends import BACKENDS, RAY_HINT, get_backend
 from nrchbench.errors import ConfigError
+from nrchbench.grid import expand_grid, load_sweep_file, specs_from_config, split_params
 from nrchbench.records import iter_record_paths, load_records, read_record
-from nrchbench.spec import expand_grid, load_sweep_file, specs_from_config, split_params
 from nrchbench.sweep import run_sweep
 
 # The test plugins are registered for this module only (other modules never see them).
@@ -63,7 +63,7 @@ def test_sweep_file(tmp_path: Path, suffix: str) -> None:
     f = tmp_path / f"sweep{suffix}"
     f.write_text(text)
     cfg = load_sweep_file(f)
-    specs = specs_from_config(cfg, device="cpu")
+    specs = specs_from_config({**cfg, "device": "cpu"})
     assert len(specs) == 3
     lin = [s for s in specs if s.method == "toy-linear"]
     assert all(s.resolved_params["ridge"] == 3.0 and s.dataset_options == SMALL for s in lin)
@@ -94,7 +94,7 @@ def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     errors = {r["method"]: r["error"] for r in s.runs}
     assert errors["toy-raise"] == "RuntimeError: toy-raise exploded on purpose"
     assert errors["toy-nan"].startswith("NaN in image outputs")
-    assert {r["status"] for r in load_records(tmp_path, method=["toy-raise", "toy-nan"])} == {"failed"}
+    assert {r.status for r in load_records(tmp_path, method=["toy-raise", "toy-nan"])} == {"failed"}
     again = run_sweep(specs, out=tmp_path, device="cpu")  # failed runs are retried, ok ones skipped
     assert (again.skipped, again.failed) == (1, 2)
 
@@ -104,7 +104,7 @@ def test_worker_processes(tmp_path: Path) -> None:
     s = run_sweep(specs, out=tmp_path, device="cpu", jobs=2, plugins=[TOY, FAILING])
     assert (s.ok, s.failed) == (1, 1)
     assert all(r["pid"] != os.getpid() for r in s.runs)
-    assert {read_record(p)["status"] for p in iter_record_paths(tmp_path)} == {"ok", "failed"}
+    assert {read_record(p).status for p in iter_record_paths(tmp_path)} == {"ok", "failed"}
 
 
 def test_backends() -> None:
@@ -156,8 +156,8 @@ def test_sigkill_mid_sweep_then_resume(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr[-2000:]
     paths = iter_record_paths(out)
     assert len(paths) == 4
-    assert {read_record(p)["status"] for p in paths} == {"ok"}
-    assert len({read_record(p)["run_id"] for p in paths}) == 4
+    assert {read_record(p).status for p in paths} == {"ok"}
+    assert len({read_record(p).run_id for p in paths}) == 4
     assert not list(out.rglob("*.tmp"))
     summary = json.loads(res.stdout)
     assert summary["skipped"] == done_before and summary["ok"] == 4 - done_before

@@ -13,8 +13,8 @@ The protocol (see :class:`Backend`)::
         def __init__(self, jobs: int = 1, **options): ...
         def run_all(self, specs, run_kwargs, on_start, on_result) -> None: ...
 
-* ``specs``: list of :class:`~nrchbench.spec.ResolvedSpec` (send ``spec.to_dict()`` over
-  the wire; :func:`execute` accepts the dict).
+* ``specs``: list of :class:`~nrchbench.spec.RunSpec` (picklable; :func:`execute` takes
+  one, and a ``loader`` standing in for ``load_dataset``, e.g. a per-node cache).
 * ``run_kwargs``: :class:`RunKwargs` — pass it to :func:`execute` unchanged. Its ``out`` is
   the results directory: a worker that sees the same filesystem writes the record itself
   (``RunResult.written``); otherwise set ``out=None`` before calling :func:`execute` and the
@@ -42,7 +42,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from nrchbench.errors import ConfigError, NrchbenchError
-from nrchbench.spec import ResolvedSpec
+from nrchbench.records import Record
+from nrchbench.spec import RunSpec
 
 BACKENDS: dict[str, str] = {
     "local": "nrchbench.backends.local:LocalBackend",
@@ -73,7 +74,7 @@ class RunResult:
     run_id: str
     status: str  # "ok" | "failed"
     error: str | None
-    record: dict[str, Any] | None = field(repr=False, default=None)
+    record: Record | None = field(repr=False, default=None)
     written: bool = False  # the worker wrote the record under out itself
     host: str = ""
     pid: int = 0
@@ -81,7 +82,7 @@ class RunResult:
     node: str = ""  # the Ray node id where the run ran (empty for local runs)
 
 
-OnStart = Callable[[ResolvedSpec], None]
+OnStart = Callable[[RunSpec], None]
 OnResult = Callable[[RunResult], None]
 
 
@@ -90,15 +91,13 @@ class Backend(Protocol):
 
     name: str
 
-    def run_all(
-        self, specs: list[ResolvedSpec], run_kwargs: RunKwargs, on_start: OnStart, on_result: OnResult
-    ) -> None: ...
+    def run_all(self, specs: list[RunSpec], run_kwargs: RunKwargs, on_start: OnStart, on_result: OnResult) -> None: ...
 
 
 def _setup_worker(plugins: tuple[str, ...], threads: int | None) -> None:
     """Import ``--plugin`` modules and set torch's thread count (idempotent)."""
     if plugins:
-        from nrchbench.cli.common import import_plugins
+        from nrchbench.plugins import import_plugins
 
         import_plugins(tuple(plugins))
     if threads:
@@ -108,26 +107,35 @@ def _setup_worker(plugins: tuple[str, ...], threads: int | None) -> None:
             torch.set_num_threads(threads)
 
 
-def execute(spec: ResolvedSpec | Mapping[str, Any], run_kwargs: RunKwargs | Mapping[str, Any]) -> RunResult:
+def execute(
+    spec: RunSpec, run_kwargs: RunKwargs | Mapping[str, Any], loader: Callable[..., Any] | None = None
+) -> RunResult:
     """Run one spec on this process and return its result (never raises for a failed run).
 
-    This is the function a backend runs on its workers.
+    This is the function a backend runs on its workers; ``loader`` stands in for
+    :func:`nrchbench.datasets.load_dataset` (the Ray backend's per-node cache).
     """
     from nrchbench.runner import one_line, run_safe
 
     kw = run_kwargs if isinstance(run_kwargs, RunKwargs) else RunKwargs(**dict(run_kwargs))
-    rs = spec if isinstance(spec, ResolvedSpec) else ResolvedSpec.from_dict(spec)
     t = time.perf_counter()
     host, pid = socket.gethostname(), os.getpid()
     try:
         _setup_worker(tuple(kw.plugins), kw.threads)
-        record = run_safe(rs, data_root=kw.data_root, device=kw.device, save_codes=kw.save_codes, out=kw.out)
+        record = run_safe(
+            spec,
+            data_root=kw.data_root,
+            loader=loader,
+            device=kw.device if kw.device != "auto" else None,
+            save_codes=kw.save_codes,
+            out=kw.out,
+        )
     except Exception as exc:  # the spec could not even start (a plugin that fails to import, ...)
-        return RunResult(rs.run_id, "failed", one_line(exc), None, False, host, pid, time.perf_counter() - t)
+        return RunResult(spec.run_id, "failed", one_line(exc), None, False, host, pid, time.perf_counter() - t)
     return RunResult(
-        run_id=rs.run_id,
-        status=record["status"],
-        error=record["error"],
+        run_id=spec.run_id,
+        status=record.status,
+        error=record.error,
         record=record,
         written=kw.out is not None,
         host=host,
@@ -136,7 +144,7 @@ def execute(spec: ResolvedSpec | Mapping[str, Any], run_kwargs: RunKwargs | Mapp
     )
 
 
-def lost_result(spec: ResolvedSpec, reason: str, host: str = "", pid: int = 0) -> RunResult:
+def lost_result(spec: RunSpec, reason: str, host: str = "", pid: int = 0) -> RunResult:
     """A failed result for a run whose worker died (nothing is recorded; it reruns next time)."""
     return RunResult(spec.run_id, "failed", reason, None, False, host or socket.gethostname(), pid, 0.0)
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from nrchbench.backends import OnResult, OnStart, RunKwargs, _setup_worker, cores, execute, lost_result
 from nrchbench.errors import ConfigError
-from nrchbench.spec import ResolvedSpec
+from nrchbench.spec import RunSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class LocalBackend:
             raise ConfigError(f"--backend local does not take {', '.join(sorted(used))}; those are for --backend ray")
         self.jobs = int(jobs)
 
-    def run_all(self, specs: list[ResolvedSpec], run_kwargs: RunKwargs, on_start: OnStart, on_result: OnResult) -> None:
+    def run_all(self, specs: list[RunSpec], run_kwargs: RunKwargs, on_start: OnStart, on_result: OnResult) -> None:
         if self.jobs == 1 or len(specs) <= 1:
             for spec in specs:
                 on_start(spec)
@@ -58,7 +58,7 @@ class LocalBackend:
         pool = cf.ProcessPoolExecutor(
             max_workers=self.jobs, mp_context=ctx, initializer=_setup_worker, initargs=(tuple(kw.plugins), kw.threads)
         )
-        in_flight: dict[cf.Future, ResolvedSpec] = {}
+        in_flight: dict[cf.Future, RunSpec] = {}
         broken = False
         try:
             while queue or in_flight:

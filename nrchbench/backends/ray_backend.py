@@ -33,9 +33,7 @@ How it works (the driver is the process that called :meth:`RayBackend.run_all`):
   cache would load and hold one copy per worker process (8 copies of NUS-WIDE on an
   8-GPU node). If the actor is unavailable (a node that joined late, the actor died, the
   dataset fails to load) the task loads the data itself, so errors read exactly as with
-  the local backend. The cache is installed by temporarily binding
-  ``nrchbench.datasets.load_dataset`` in the Ray worker process for the duration of one
-  run (the runner looks that name up at run time).
+  the local backend. The cache reaches the runner as its ``loader`` argument.
 * **Where.** ``RunResult.host``/``pid`` name the worker; ``RunResult.node`` the Ray node id.
 
 Without ``address`` (or with ``address=None``) a local Ray instance is started for the
@@ -61,7 +59,9 @@ import ray  # a missing ray makes get_backend() raise the one-line RAY_HINT
 
 from nrchbench.backends import OnResult, OnStart, RunKwargs, RunResult, cores, execute, lost_result
 from nrchbench.errors import ConfigError
-from nrchbench.spec import ResolvedSpec, canonical_json
+from nrchbench.jsonutil import canonical_json
+from nrchbench.records import Record
+from nrchbench.spec import RunSpec
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ class RayBackend:
         return min(n, self.jobs) if self.jobs > 1 else n
 
     # ------------------------------------------------------------------ the sweep
-    def run_all(self, specs: list[ResolvedSpec], run_kwargs: RunKwargs, on_start: OnStart, on_result: OnResult) -> None:
+    def run_all(self, specs: list[RunSpec], run_kwargs: RunKwargs, on_start: OnStart, on_result: OnResult) -> None:
         if not specs:
             return
         kw = _portable_kwargs(run_kwargs, self.cpus_per_run)
@@ -227,8 +227,8 @@ class RayBackend:
 
     def _loop(
         self,
-        specs: list[ResolvedSpec],
-        by_id: dict[str, ResolvedSpec],
+        specs: list[RunSpec],
+        by_id: dict[str, RunSpec],
         kw: RunKwargs,
         token: str,
         task: Any,
@@ -252,7 +252,7 @@ class RayBackend:
                 while queue and len(in_flight) < slots:
                     rs = queue.pop()
                     handles = caches.handles if caches is not None else {}
-                    ref = task.remote(rs.to_dict(), kw_dict, token, handles, self.gpus_per_run > 0)
+                    ref = task.remote(rs, kw_dict, token, handles, self.gpus_per_run > 0)
                     in_flight[ref] = (rs.run_id, time.monotonic())
                     on_start(rs)
                 ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=self.poll_s)
@@ -278,7 +278,7 @@ class RayBackend:
                 log.warning("ray: cancelled %d run(s) in flight", len(in_flight))
             raise
 
-    def _collect(self, ref: Any, spec: ResolvedSpec, kw: RunKwargs) -> RunResult:
+    def _collect(self, ref: Any, spec: RunSpec, kw: RunKwargs) -> RunResult:
         """The result of a finished task, or a failed one when it was lost."""
         try:
             return ray.get(ref)
@@ -323,7 +323,7 @@ def _portable_kwargs(kw: RunKwargs, cpus_per_run: float) -> RunKwargs:
     )
 
 
-def _warn_cpu_presets(specs: list[ResolvedSpec]) -> None:
+def _warn_cpu_presets(specs: list[RunSpec]) -> None:
     auto_cpu = [s for s in specs if s.preset_requested == "auto" and s.device == "cpu"]
     if auto_cpu:
         log.warning(
@@ -334,34 +334,14 @@ def _warn_cpu_presets(specs: list[ResolvedSpec]) -> None:
         )
 
 
-def failed_record(spec: ResolvedSpec, reason: str) -> dict[str, Any]:
+def failed_record(spec: RunSpec, reason: str) -> Record:
     """A ``status: failed`` record for a run that never returned (its ``env`` is the driver's)."""
-    import datetime as dt
+    from nrchbench.runner import failed_record as _failed
 
-    import torch
-
-    from nrchbench.records import SCHEMA_VERSION
-    from nrchbench.runner import environment
-
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": spec.run_id,
-        "status": "failed",
-        "error": reason,
-        "spec": spec.to_dict(),
-        "dataset": {},
-        "noise_report": None,
-        "metrics": {},
-        "history": [],
-        "diagnostics": {},
-        "timing": {"total": 0.0},
-        "env": environment(torch.device("cpu")),
-        "codes": None,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    return _failed(spec.with_device("cpu"), reason)
 
 
-def _lost(spec: ResolvedSpec, reason: str, out: str | None) -> RunResult:
+def _lost(spec: RunSpec, reason: str, out: str | None) -> RunResult:
     """A lost run → a failed result with a record for the driver to write.
 
     If the worker wrote an ``ok`` record before it was lost (shared filesystem), that one
@@ -371,9 +351,8 @@ def _lost(spec: ResolvedSpec, reason: str, out: str | None) -> RunResult:
         from nrchbench.records import find_record
 
         rec = find_record(out, spec)
-        if rec is not None and rec.get("status") == "ok":
-            res = RunResult(spec.run_id, "ok", None, rec, True, rec["env"].get("hostname", ""), 0, 0.0)
-            return res
+        if rec is not None and rec.status == "ok":
+            return RunResult(spec.run_id, "ok", None, rec, True, rec.env.hostname, 0, 0.0)
     res = lost_result(spec, reason)
     res.record = failed_record(spec, reason)
     return res
@@ -485,9 +464,9 @@ class _CachedLoader:
             return self.fallback(name_or_dir, data_root, split, split_seed, val_size, **options)
 
 
-def _run_task(spec: dict[str, Any], kw: dict[str, Any], token: str, caches: dict[str, Any], gpu: bool) -> RunResult:
+def _run_task(spec: RunSpec, kw: dict[str, Any], token: str, caches: dict[str, Any], gpu: bool) -> RunResult:
     """One run on a Ray worker (see :func:`_remote_task`)."""
-    import nrchbench.datasets as datasets_mod
+    from nrchbench.datasets import load_dataset
 
     ctx = ray.get_runtime_context()
     node_id = ctx.get_node_id()
@@ -501,15 +480,10 @@ def _run_task(spec: dict[str, Any], kw: dict[str, Any], token: str, caches: dict
         # (the device is not part of the run id).
         import torch
 
-        spec = {**spec, "device": "cuda" if gpu and torch.cuda.is_available() else "cpu"}
+        spec = spec.with_device("cuda" if gpu and torch.cuda.is_available() else "cpu")
     actor = caches.get(node_id)
-    original = datasets_mod.load_dataset
-    if actor is not None:
-        datasets_mod.load_dataset = _CachedLoader(actor, original)
-    try:
-        result = execute(spec, run_kwargs)
-    finally:
-        datasets_mod.load_dataset = original
+    loader = _CachedLoader(actor, load_dataset) if actor is not None else None
+    result = execute(spec, run_kwargs, loader=loader)
     result.node = node_id
     return result
 

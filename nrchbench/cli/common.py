@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import logging
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import click
@@ -16,9 +13,12 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from nrchbench.errors import NrchbenchError
+from nrchbench.plugins import import_plugins
 
 console = Console(stderr=False)
 err_console = Console(stderr=True)
+
+__all__ = ["console", "err_console", "handle_errors", "import_plugins", "setup_logging"]
 
 
 def setup_logging(verbose: int = 0) -> None:
@@ -56,32 +56,6 @@ class UserErrorCommand(click.Command):
             return super().invoke(ctx)
         except NrchbenchError as exc:
             raise UserError(str(exc), exc.exit_code) from exc
-
-
-def import_plugins(plugins: tuple[str, ...] | list[str]) -> None:
-    """Import ``--plugin`` modules (a module name or a path to a ``.py`` file).
-
-    Raises:
-        NrchbenchError: if the plugin cannot be imported (with the reason).
-    """
-    for spec in plugins:
-        try:
-            if spec.endswith(".py") or Path(spec).is_file():
-                path = Path(spec).resolve()
-                if not path.is_file():
-                    raise FileNotFoundError(f"no such file {path}")
-                mod_name = f"nrchbench_plugin_{path.stem}"
-                if mod_name in sys.modules:
-                    continue
-                s = importlib.util.spec_from_file_location(mod_name, path)
-                assert s is not None and s.loader is not None
-                mod = importlib.util.module_from_spec(s)
-                sys.modules[mod_name] = mod
-                s.loader.exec_module(mod)
-            else:
-                importlib.import_module(spec)
-        except Exception as exc:
-            raise NrchbenchError(f"--plugin {spec!r} could not be imported: {type(exc).__name__}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- options
@@ -129,3 +103,80 @@ def plugin_option() -> Decorator:
 def dataset_option_option(help: str) -> Decorator:
     """``-d/--dataset-option KEY=VALUE`` (repeatable) into ``dataset_options``."""
     return click.option("-d", "--dataset-option", "dataset_options", multiple=True, metavar="KEY=VALUE", help=help)
+
+
+def spec_options() -> Decorator:
+    """The protocol options every run spec takes beyond the grid: feature transform, model
+    selection, validation split, zero-relevant policy, robust-training strategy."""
+
+    def deco(f: Any) -> Any:
+        opts = [
+            click.option(
+                "--feature-transform",
+                default="none",
+                show_default=True,
+                help="Input transform of both modalities, statistics from the training split (none, zscore, ...).",
+            ),
+            click.option(
+                "--select",
+                "selection",
+                type=click.Choice(["last", "val"]),
+                default="last",
+                show_default=True,
+                help="Model selection: the last epoch, or the best epoch on the val split (needs --val-size).",
+            ),
+            click.option(
+                "--val-size", type=int, default=0, show_default=True, help="Rows carved from the database into val."
+            ),
+            click.option("--val-every", type=int, default=1, show_default=True, help="Epochs between validations."),
+            click.option(
+                "--zero-relevant",
+                type=click.Choice(["exclude", "zero"]),
+                default="exclude",
+                show_default=True,
+                help="Queries without a relevant item: excluded from the means (NRCH) or counted as 0 (DCMH).",
+            ),
+            click.option(
+                "--topk",
+                default=None,
+                help="Comma list of k for map@k, precision@k, recall@k [default: 50,100,1000,5000, or the dataset's].",
+            ),
+            click.option(
+                "--radius", type=int, default=2, show_default=True, help="Hamming radius of hamming_precision/recall."
+            ),
+            click.option(
+                "--strategy-param",
+                "strategy_params",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="Parameter of the robust-training strategy (repeatable).",
+            ),
+        ]
+        for opt in reversed(opts):
+            f = opt(f)
+        return f
+
+    return deco
+
+
+def spec_options_values(opts: dict[str, Any]) -> dict[str, Any]:
+    """The :func:`spec_options` values as :func:`nrchbench.spec.resolve_spec` arguments."""
+    from nrchbench.params import parse_key_values
+
+    out = {
+        k: opts[k]
+        for k in (
+            "feature_transform",
+            "selection",
+            "val_size",
+            "val_every",
+            "zero_relevant",
+            "strategy",
+            "topk",
+            "radius",
+        )
+        if k in opts
+    }
+    if "strategy_params" in opts:
+        out["strategy_params"] = parse_key_values(opts["strategy_params"], "--strategy-param")
+    return out

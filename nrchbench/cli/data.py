@@ -9,26 +9,12 @@ import click
 from rich.table import Table
 
 from nrchbench.cli.common import UserErrorCommand, console, import_plugins
-from nrchbench.errors import ConfigError
+from nrchbench.params import parse_key_values
 
 
 @click.group("data")
 def data() -> None:
     """Inspect datasets (sizes, splits, chance level)."""
-
-
-def parse_options(items: tuple[str, ...]) -> dict[str, Any]:
-    """``key=value`` → dict; values parsed as JSON when possible (numbers, bools), else kept as strings."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"-o/--option expects key=value, got {item!r} (e.g. -o n=600)")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 def _num(v: Any) -> str:
@@ -94,9 +80,8 @@ def info(
     from nrchbench.datasets import dataset_info, load_dataset
 
     import_plugins(plugins)
-    ds = load_dataset(
-        dataset, data_root=data_root, split=split, split_seed=split_seed, val_size=val_size, **parse_options(options)
-    )
+    opts = parse_key_values(options, "-o")
+    ds = load_dataset(dataset, data_root=data_root, split=split, split_seed=split_seed, val_size=val_size, **opts)
     summary = dataset_info(ds)
     if as_json:
         click.echo(json.dumps(summary, indent=2))

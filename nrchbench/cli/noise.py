@@ -9,36 +9,26 @@ import click
 from rich.table import Table
 
 from nrchbench.cli.common import UserErrorCommand, console, import_plugins
-from nrchbench.errors import ConfigError
+from nrchbench.params import parse_key_values
 
 
 @click.group("noise")
 def noise() -> None:
-    """Inspect label-noise models (realised-noise report)."""
+    """Inspect noise models (realised-noise report)."""
 
 
-def parse_params(items: tuple[str, ...]) -> dict[str, Any]:
-    """``key=value`` strings → dict; values are JSON when they parse (numbers, lists, null), else strings."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"-p/--param expects key=value, got {item!r} (e.g. -p rho_neg=0.01)")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
-def train_labels(dataset: str, data_root: str | None, split: str | None, split_seed: int) -> tuple[Any, str]:
-    """The clean train labels of a dataset and a short description of where they came from."""
+def train_data(
+    dataset: str, data_root: str | None, split: str | None, split_seed: int, *, features: bool = False
+) -> tuple[Any, Any, str]:
+    """The clean train labels of a dataset, its train features ``(image, text)`` when asked
+    (``None`` otherwise), and a short description of where they came from."""
     from nrchbench.datasets import load_dataset
 
     ds = load_dataset(dataset, data_root=data_root, split=split, split_seed=split_seed)
-    labels = ds.labels[ds.splits["train"]]
+    train = ds.splits["train"]
+    feats = (ds.image[train], ds.text[train]) if features else None
     rule = ds.meta.get("split_rule", split or "default")
-    return labels, f"{ds.name} train ({rule} split)"
+    return ds.labels[train], feats, f"{ds.name} train ({rule} split)"
 
 
 def _fmt(value: Any) -> str:
@@ -73,9 +63,18 @@ def report_table(report: dict[str, Any], title: str) -> Table:
     "--dataset", "-d", required=True, help="Dataset name (nrchbench list datasets) or a generic-format directory."
 )
 @click.option(
-    "--noise-model", "-m", required=True, help="Noise model (nrch, symmetric, asymmetric, bitflip or a plugin)."
+    "--noise-model",
+    "-m",
+    required=True,
+    help="Noise model (nrchbench list noise: nrch, symmetric, asymmetric, bitflip, instance, missing, pairs, plugins).",
 )
-@click.option("--rate", "-r", required=True, type=float, help="Noise rate in [0, 1] (bitflip: rho+).")
+@click.option(
+    "--rate",
+    "-r",
+    required=True,
+    type=float,
+    help="Noise rate in [0, 1] (bitflip: rho+; missing: fraction of positives).",
+)
 @click.option("--seed", "-s", default=0, show_default=True, type=int, help="Noise seed.")
 @click.option("--data-root", default=None, help="Directory holding <dataset>/ (else $NRCHBENCH_DATA, else ./datasets).")
 @click.option("--split", default=None, help="Split rule: nrch, random or official [default: the dataset's].")
@@ -95,13 +94,18 @@ def inspect(
     plugins: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Apply a noise model to a dataset's train labels and print the realised-noise report."""
-    from nrchbench.noise import apply
+    """Apply a noise model to a dataset's training split and print the realised-noise report.
+
+    Models that read features (instance) get the training features of the dataset; pairing
+    models (pairs) report the mismatched pairs (the labels are untouched).
+    """
+    from nrchbench.noise import NOISE, check_params
 
     import_plugins(plugins)
-    kwargs = parse_params(params)
-    labels, source = train_labels(dataset, data_root, split, split_seed)
-    out = apply(noise_model, labels, rate, seed, **kwargs)
+    cls = NOISE.get(noise_model)
+    given = check_params(noise_model, parse_key_values(params, "-p/--param"))  # before any data is read
+    labels, feats, source = train_data(dataset, data_root, split, split_seed, features=cls.needs_features)
+    out = cls(**given).apply(labels, rate, seed, features=feats)
     if as_json:
         console.print_json(json.dumps(out.report))
         return

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from nrchbench.cli.common import UserErrorCommand, console, err_console
-from nrchbench.errors import NrchbenchError
+from nrchbench.errors import ConfigError, NrchbenchError
 
 _FORMATS = click.Choice(["csv", "latex", "markdown"])
 _DIRECTIONS = click.Choice(["i2t", "t2i", "avg", "all"])
@@ -24,6 +24,9 @@ def _results_option(f):
 
 
 def _filters(f):
+    f = click.option("--noise", "noise_rates", default=None, help="Only these noise rates, e.g. 0.2,0.8.")(f)
+    f = click.option("--bits", default=None, help="Only these code lengths, e.g. 16,64.")(f)
+    f = click.option("--method", "methods", default=None, help="Only these methods, e.g. nrch,dcmh.")(f)
     f = click.option("--noise-model", default=None, help="Only this noise model (e.g. nrch).")(f)
     f = click.option("--split", default=None, help="Only this split rule (nrch, random, official).")(f)
     f = click.option("--preset", default=None, help="Only this preset (paper, fast, tiny).")(f)
@@ -31,12 +34,42 @@ def _filters(f):
     return f
 
 
-def _load(results: Path) -> list[dict]:
-    from nrchbench.report.tables import load_records, require_records
+def _list(value: str | None, cast, what: str) -> list | None:
+    if value is None:
+        return None
+    try:
+        return [cast(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{what} {value!r}: expected a comma-separated list, e.g. {what} 16,64") from None
+
+
+def _selection(dataset, preset, split, noise_model, methods, bits, noise_rates) -> dict:
+    return {
+        "dataset": dataset,
+        "preset": preset,
+        "split": split,
+        "noise_model": noise_model,
+        "methods": _list(methods, str.strip, "--method"),
+        "bits": _list(bits, int, "--bits"),
+        "noise_rates": _list(noise_rates, float, "--noise"),
+    }
+
+
+def _load(results: Path) -> list:
+    from nrchbench.records import load_records
 
     records = load_records(results)
-    require_records(records, results)
+    if not records:
+        raise NrchbenchError(
+            f"no result records found in {results / 'runs'}/**/*.json; run `nrchbench run` or `nrchbench sweep` "
+            "first, or point --results at the directory they wrote"
+        )
     return records
+
+
+def _nothing(results: Path, selection: dict) -> NrchbenchError:
+    given = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in selection.items() if v is not None)
+    return NrchbenchError(f"no record in {results / 'runs'} matches {given}; drop a filter to see all tables")
 
 
 def _emit(text: str, output: Path | None, what: str) -> None:
@@ -52,57 +85,111 @@ def _emit(text: str, output: Path | None, what: str) -> None:
 @_results_option
 @_filters
 @click.option("--direction", type=_DIRECTIONS, default="avg", show_default=True, help="Retrieval direction.")
-@click.option("--metric", default="map", show_default=True, help="map, map_tie, map@<k> or precision@<k>.")
+@click.option(
+    "--metric", default="map", show_default=True, help="map, map_tie, map@<k>, precision@<k>, recall@<k>, ..."
+)
 @click.option("--format", "fmt", type=_FORMATS, default="markdown", show_default=True, help="Output format.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to FILE.")
-def table(results, dataset, preset, split, noise_model, direction, metric, fmt, output):
-    """Leaderboards: rows = methods, columns = bits × noise rate, cells = mean ± std over seeds."""
-    from nrchbench.report.tables import leaderboard, render
+@click.option("--rows", default="method", show_default=True, help="Row axes: method, bits, noise.")
+@click.option(
+    "--columns",
+    default="bits,noise",
+    show_default=True,
+    help="Column axes; an axis in neither --rows nor --columns gives one table per value "
+    "(--columns noise: one table per code length).",
+)
+@click.option("--ci", is_flag=True, help="95% t-intervals over seeds instead of ± std.")
+@click.option("--robustness", is_flag=True, help="The robustness summary (AUC over noise rates, relative drop).")
+@click.option(
+    "--fit",
+    type=click.Choice(["none", "resize", "split"]),
+    default="none",
+    show_default=True,
+    help="LaTeX: resize to \\linewidth (needs graphicx) or split into tables that fit --width.",
+)
+@click.option("--width", type=float, default=345.0, show_default=True, help="LaTeX --fit split width in pt.")
+@click.option("--label", "labels", multiple=True, help="Display label: METHOD=TEXT (repeatable).")
+def table(
+    results,
+    dataset,
+    preset,
+    split,
+    noise_model,
+    methods,
+    bits,
+    noise_rates,
+    direction,
+    metric,
+    fmt,
+    output,
+    rows,
+    columns,
+    ci,
+    robustness,
+    fit,
+    width,
+    labels,
+):
+    """Leaderboards: rows = method configurations, columns = bits × noise rate, cells = mean ± std
+    over seeds; bold only what a paired test over seeds finds best (with 3 or more seeds)."""
+    from nrchbench.report import leaderboard, render
+    from nrchbench.report.robustness import robustness as summarise
 
-    records = _load(results)
+    selection = _selection(dataset, preset, split, noise_model, methods, bits, noise_rates)
     boards = leaderboard(
-        records,
-        dataset=dataset,
-        direction=direction,
-        metric=metric,
-        preset=preset,
-        split=split,
-        noise_model=noise_model,
+        _load(results), metric=metric, direction=direction, results_dir=results, labels=labels, **selection
     )
     if not boards:
-        raise NrchbenchError(
-            f"no record in {results / 'runs'} matches --dataset {dataset} --preset {preset} --split {split} "
-            f"--noise-model {noise_model}; drop a filter to see all tables"
-        )
-    _emit(render(boards, fmt), output, f"{len(boards)} table(s)")
+        raise _nothing(results, selection)
+    tables = boards
+    if robustness:
+        tables = [r for r in map(summarise, boards) if r is not None]
+        if not tables:
+            raise NrchbenchError("no robustness summary: no code length has records at two or more noise rates")
+    text = render(tables, fmt, rows=rows, columns=columns, ci=ci, fit=fit, width=width)
+    _emit(text, output, f"{len(tables)} table(s)")
 
 
 @click.command(cls=UserErrorCommand)
-@click.option("--reference", default="paper", show_default=True, help="'paper' (NRCH, ACM MM 2024) or a CSV file.")
+@click.option(
+    "--reference",
+    default="paper",
+    show_default=True,
+    help="'paper' (NRCH, ACM MM 2024) or a reference CSV whose '# key: value' header states its source and "
+    "conventions (metric, selection, zero_relevant, params, ...; see nrchbench.report.compare).",
+)
 @_results_option
 @click.option("--dataset", default=None, help="Only this dataset.")
 @click.option("--preset", default=None, help="Only this preset.")
 @click.option("--split", default=None, help="Only this split rule.")
+@click.option("--noise-model", default=None, help="Only this noise model.")
 @click.option("--direction", type=_DIRECTIONS, default="avg", show_default=True, help="Retrieval direction.")
 @click.option("--format", "fmt", type=_FORMATS, default="markdown", show_default=True, help="Output format.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to FILE.")
-def compare(reference, results, dataset, preset, split, direction, fmt, output):
-    """Our mAP beside the published reference, with the differences (ours / paper (Δ))."""
-    from nrchbench.report.compare import PAPER_PROTOCOL_NOTE, compare_with_reference, load_reference, render
+def compare(reference, results, dataset, preset, split, noise_model, direction, fmt, output):
+    """Our numbers beside a reference's, like with like (ours / reference (Δ)), each convention stated."""
+    from nrchbench.report import compare_with_reference, load_reference, render
 
-    records = _load(results)
+    ref = load_reference(reference)
     comparisons = compare_with_reference(
-        records, reference, dataset=dataset, direction=direction, preset=preset, split=split
+        _load(results),
+        ref,
+        dataset=dataset,
+        direction=direction,
+        preset=preset,
+        split=split,
+        noise_model=noise_model,
+        results_dir=results,
     )
     if not comparisons:
-        ref = load_reference(reference)
+        t = ref.table
         raise NrchbenchError(
-            f"no record in {results / 'runs'} shares a dataset, direction and noise model with reference "
-            f"{reference!r} (it has datasets {', '.join(sorted(ref['dataset'].unique()))} with noise model(s) "
-            f"{', '.join(sorted(ref['noise_model'].unique()))})"
+            f"no record in {results / 'runs'} matches a row of reference {ref.name!r} on dataset, direction, noise "
+            f"model, method and grid (it has datasets {', '.join(sorted(t['dataset'].unique()))}, methods "
+            f"{', '.join(sorted(t['method'].unique()))}, noise model(s) {', '.join(sorted(t['noise_model'].unique()))})"
         )
-    if fmt == "csv":  # CSV stays machine-readable: the protocol note goes to stderr
-        err_console.print(PAPER_PROTOCOL_NOTE, highlight=False, soft_wrap=True)
+    if fmt == "csv":  # CSV stays machine-readable: the source goes to stderr
+        err_console.print(f"reference: {ref.source}", highlight=False, soft_wrap=True)
     _emit(render(comparisons, fmt), output, f"{len(comparisons)} comparison(s)")
 
 
@@ -114,40 +201,37 @@ def compare(reference, results, dataset, preset, split, direction, fmt, output):
     type=click.Choice(["all", "noise", "selection", "loss-hist", "pr"]),
     default="all",
     show_default=True,
-    help="noise: mAP vs noise rate; selection: separator precision/recall; loss-hist: loss histogram + GMM; pr: PR curves.",
+    help="noise: metric vs noise rate; selection: separator precision/recall; loss-hist: loss histogram + GMM; "
+    "pr: PR curves. Files go to OUT_DIR/<dataset>/.",
 )
 @_filters
 @click.option("--direction", type=_DIRECTIONS, default="avg", show_default=True, help="Direction of the noise plot.")
 @click.option("--metric", default="map", show_default=True, help="Metric of the noise plot.")
-def plot(results, out_dir, kind, dataset, preset, split, noise_model, direction, metric):
-    """Figures (PNG and PDF) from result records."""
+@click.option("--label", "labels", multiple=True, help="Display label: METHOD=TEXT (repeatable).")
+def plot(
+    results, out_dir, kind, dataset, preset, split, noise_model, methods, bits, noise_rates, direction, metric, labels
+):
+    """Figures (PNG and PDF) from result records, sized for a paper column."""
     from nrchbench.report import plots
 
-    records = _load(results)
-    common = {"dataset": dataset, "preset": preset, "split": split, "noise_model": noise_model}
-    if kind == "all":
-        written = plots.plot_all(records, out_dir, direction=direction, metric=metric, **common)
-    else:
-        fn = {
-            "noise": lambda: plots.plot_map_vs_noise(records, out_dir, direction=direction, metric=metric, **common),
-            "selection": lambda: plots.plot_selection(records, out_dir, **common),
-            "loss-hist": lambda: plots.plot_loss_histogram(records, out_dir, **common),
-            "pr": lambda: plots.plot_pr_curves(records, out_dir, **common),
-        }[kind]
-        written = {kind: fn()}
+    selection = _selection(dataset, preset, split, noise_model, methods, bits, noise_rates)
+    kinds = ["noise", "selection", "loss-hist", "pr"] if kind == "all" else [kind]
+    written = plots.plot_kinds(
+        _load(results),
+        out_dir,
+        kinds,
+        direction=direction,
+        metric=metric,
+        results_dir=results,
+        labels=labels,
+        **selection,
+    )
     total = sum(len(v) for v in written.values())
     if total == 0:
-        needs = {
-            "noise": "ok records",
-            "selection": "history with sel_precision/sel_recall/selected_fraction (a method that selects samples)",
-            "loss-hist": "diagnostics.sample_loss_hist (a method that selects samples, e.g. nrch)",
-            "pr": "metrics.<dir>.pr_curve",
-        }
         raise NrchbenchError(
             f"no plot written: the records in {results / 'runs'} matching the filters have no "
-            f"{needs.get(kind, 'plottable data')}"
+            + "; no ".join(plots.NEEDS[k] for k in kinds)
         )
     for k, paths in written.items():
-        note = f"{len(paths)} file(s)" if paths else "nothing to plot"
-        console.print(f"{k}: {note}", highlight=False)
+        console.print(f"{k}: {f'{len(paths)} file(s)' if paths else 'nothing to plot'}", highlight=False)
     console.print(f"wrote {total} file(s) to {out_dir}", highlight=False)

@@ -25,37 +25,20 @@ from nrchbench.cli.common import (
     param_option,
     plugin_option,
     preset_option,
+    spec_options,
+    spec_options_values,
 )
 from nrchbench.errors import ConfigError
+from nrchbench.params import parse_key_values
 
 DIRECTION_LABELS = (("i2t", "I2T"), ("t2i", "T2I"), ("avg", "avg"))
 
 
-def parse_params(items: tuple[str, ...] | list[str], what: str = "--param") -> dict[str, str]:
-    """``key=value`` strings → dict (values stay strings; the method coerces them)."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = str(item).partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"{what} {item!r}: expected key=value, e.g. -p epochs=5")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def parse_options(items: tuple[str, ...] | list[str], what: str = "--dataset-option") -> dict[str, Any]:
-    """``key=value`` strings → dict with values read as JSON where possible (``n=600`` → 600)."""
-    out: dict[str, Any] = {}
-    for key, value in parse_params(items, what).items():
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
-
-
 def _metric_order(keys: list[str]) -> list[str]:
     def rank(k: str) -> tuple[int, int, str]:
-        for i, prefix in enumerate(("map", "map_tie", "map@", "precision@", "chance")):
+        for i, prefix in enumerate(
+            ("map", "map_tie", "map@", "precision@", "recall@", "hamming_precision@", "hamming_recall@", "chance")
+        ):
             if k == prefix or (prefix.endswith("@") and k.startswith(prefix)):
                 num = k.split("@", 1)[1] if "@" in k else "0"
                 return (i, int(num) if num.isdigit() else 0, k)
@@ -65,16 +48,13 @@ def _metric_order(keys: list[str]) -> list[str]:
 
 
 def metrics_table(metrics: Mapping[str, Any], history: list[Mapping[str, Any]] | None = None, title: str = "") -> Table:
-    """Rows = metrics (map, map_tie, map@k, precision@k, chance), columns = I2T / T2I / avg."""
+    """Rows = metrics (map, map_tie, map@k, precision@k, recall@k, within-radius, chance), columns = I2T / T2I / avg."""
     table = Table(title=title or None, title_justify="left")
     table.add_column("metric")
     for _key, label in DIRECTION_LABELS:
         table.add_column(label, justify="right")
-    shown = [
-        k
-        for k in metrics.get("avg", {})
-        if k == "map" or k == "map_tie" or k == "chance" or k.startswith("map@") or k.startswith("precision@")
-    ]
+    prefixes = ("map@", "precision@", "recall@", "hamming_precision@", "hamming_recall@")
+    shown = [k for k in metrics.get("avg", {}) if k in ("map", "map_tie", "chance") or k.startswith(prefixes)]
     for k in _metric_order(shown):
         cells = []
         for d, _label in DIRECTION_LABELS:
@@ -132,7 +112,7 @@ class EpochProgress:
 @click.option("--method", "-m", required=True, help="Method registry name (see `nrchbench list methods`).")
 @click.option("--dataset", default="synthetic", show_default=True, help="Dataset name, alias or directory.")
 @click.option("--noise", "noise", type=float, default=0.8, show_default=True, help="Noise rate.")
-@click.option("--noise-model", default="nrch", show_default=True, help="Noise model (see `nrchbench list noise`).")
+@click.option("--noise-model", default="one-swap", show_default=True, help="Noise model (see `nrchbench list noise`).")
 @click.option("--bits", type=int, default=64, show_default=True, help="Code length.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the noise draw and of training.")
 @preset_option("Hyper-parameter preset; auto = paper on CUDA, fast on CPU.")
@@ -143,6 +123,13 @@ class EpochProgress:
 @param_option("Method hyper-parameter (repeatable).")
 @plugin_option()
 @dataset_option_option("Dataset loader option, e.g. -d n=600 for a small synthetic set (repeatable).")
+@click.option(
+    "--strategy",
+    default="none",
+    show_default=True,
+    help="Noise-robust training strategy (see `nrchbench list strategies`).",
+)
+@spec_options()
 @click.option("--save-codes", is_flag=True, help="Keep the packed codes beside the record (for `evaluate`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON on stdout (and nothing else there).")
 def run(
@@ -162,6 +149,7 @@ def run(
     dataset_options: tuple[str, ...],
     save_codes: bool,
     as_json: bool,
+    **spec_opts: Any,
 ) -> None:
     """Train one method on one dataset at one noise level, evaluate it and write its record.
 
@@ -169,21 +157,23 @@ def run(
     """
     from nrchbench.records import record_path
     from nrchbench.runner import run_safe
-    from nrchbench.spec import RunSpec
+    from nrchbench.spec import resolve_spec
 
     import_plugins(plugins)
-    spec = RunSpec(
-        method=method,
-        dataset=dataset,
-        bits=bits,
-        noise_model=noise_model,
-        noise_rate=noise,
+    spec = resolve_spec(
+        method,
+        dataset,
+        bits,
+        noise_model,
+        noise,
         seed=seed,
         preset=preset,
-        params=parse_params(params),
+        params=parse_key_values(params, "--param"),
         split=split,
-        dataset_options=parse_options(dataset_options),
-    ).resolve(device)
+        dataset_options=parse_key_values(dataset_options, "--dataset-option"),
+        device=device,
+        **spec_options_values(spec_opts),
+    )
     out_console = err_console if as_json else console
     if not as_json:
         console.print(
@@ -193,60 +183,69 @@ def run(
         )
     with EpochProgress(out_console, spec.method, enabled=out_console.is_terminal or not as_json) as bar:
         record = run_safe(
-            spec,
-            data_root=data_root,
-            device=device,
-            save_codes=save_codes,
-            out=out,
-            progress=bar,
-            record_input_errors=False,
+            spec, data_root=data_root, save_codes=save_codes, out=out, progress=bar, record_input_errors=False
         )
     path = record_path(out, record)
     if as_json:
-        click.echo(json.dumps(record, indent=2))
-    else:
-        if record["status"] == "ok":
-            console.print(metrics_table(record["metrics"], record["history"], title=f"{spec.method} on {spec.dataset}"))
-            t = record["timing"]
-            console.print(
-                f"fit {t.get('fit', 0):.1f}s, total {t.get('total', 0):.1f}s; record: {path}",
-                highlight=False,
-                soft_wrap=True,
-            )
-    if record["status"] != "ok":
-        err_console.print(
-            f"[bold red]Run failed:[/] {record['error']} (record: {path})", highlight=False, soft_wrap=True
+        click.echo(json.dumps(record.to_dict(), indent=2))
+    elif record.status == "ok":
+        console.print(
+            metrics_table(record.metrics, record.to_dict()["history"], title=f"{spec.method} on {spec.dataset}")
         )
+        t = record.timing
+        console.print(
+            f"fit {t.get('fit', 0):.1f}s, total {t.get('total', 0):.1f}s; record: {path}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if record.status != "ok":
+        err_console.print(f"[bold red]Run failed:[/] {record.error} (record: {path})", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 
 @click.command(cls=UserErrorCommand)
 @click.argument("run_ref", metavar="RUN")
 @click.option("--results", default="results", show_default=True, help="Results directory to look a run id up in.")
+@click.option(
+    "--zero-relevant",
+    type=click.Choice(["exclude", "zero"]),
+    default=None,
+    help="Queries without relevant items: exclude them from the means (NRCH) or count them as 0 "
+    "(DCMH/DJSRH code). Default: the run's own policy.",
+)
 @click.option("--write", is_flag=True, help="Store the recomputed metrics in the record.")
 @click.option("--json", "as_json", is_flag=True, help="Print the recomputed metrics as JSON on stdout.")
-def evaluate(run_ref: str, results: str, write: bool, as_json: bool) -> None:
+def evaluate(run_ref: str, results: str, zero_relevant: str | None, write: bool, as_json: bool) -> None:
     """Recompute all metrics of RUN (a record path or run id) from its saved codes."""
+    from nrchbench.jsonutil import to_jsonable
+    from nrchbench.metrics import evaluate_cross_modal, load_codes
     from nrchbench.records import locate_record, read_record
-    from nrchbench.runner import evaluate_codes_file
     from nrchbench.utils import atomic_write_json
 
     path = locate_record(run_ref, results)
     record = read_record(path)
-    if not record.get("codes"):
-        raise ConfigError(f"run {record['run_id']} has no saved codes; rerun it with --save-codes to evaluate it again")
-    codes = Path(path).with_name(record["codes"])
-    metrics = evaluate_codes_file(codes)
-    changed = _differences(record.get("metrics") or {}, metrics)
+    if not record.codes:
+        raise ConfigError(f"run {record.run_id} has no saved codes; rerun it with --save-codes to evaluate it again")
+    codes = Path(path).with_name(record.codes)
+    evaluation = record.evaluation or {}  # the run's policy and metric options (null in migrated v1 records)
+    recorded = evaluation.get("zero_relevant") or record.spec.zero_relevant
+    policy = zero_relevant or recorded
+    if write and policy != recorded:
+        raise ConfigError(
+            f"--write: run {record.run_id} was evaluated with zero_relevant={recorded}, and the policy is part "
+            f"of a run's identity; drop --write to print the metrics under {policy}, or run the spec with it"
+        )
+    options = {k: evaluation[k] for k in ("topk", "radius", "curve_k") if k in evaluation}
+    metrics = to_jsonable(evaluate_cross_modal(**load_codes(codes), zero_relevant=policy, **options))
+    changed = _differences(record.metrics, metrics)
+    history = record.to_dict()["history"]
     if write:
-        record["metrics"] = metrics
-        atomic_write_json(path, record)
+        record = record.model_copy(update={"metrics": metrics})
+        atomic_write_json(path, record.to_dict())
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
-    console.print(
-        metrics_table(metrics, record.get("history"), title=f"{record['run_id']} (recomputed from {codes.name})")
-    )
+    console.print(metrics_table(metrics, history, title=f"{record.run_id} (recomputed from {codes.name})"))
     if changed:
         console.print(f"[yellow]differs from the record in {len(changed)} value(s):[/] {', '.join(changed[:8])}")
     else:

@@ -23,8 +23,10 @@ from nrchbench.cli.common import (
     param_option,
     plugin_option,
     preset_option,
+    spec_options,
+    spec_options_values,
 )
-from nrchbench.cli.run import parse_options, parse_params
+from nrchbench.params import parse_key_values
 
 MAX_ROWS = 60
 
@@ -43,7 +45,10 @@ def _opt(ctx: click.Context, cfg: dict[str, Any], name: str, value: Any) -> Any:
 @click.option("--bits", default="64", show_default=True, help="Comma list of code lengths.")
 @click.option("--noise", default="0.8", show_default=True, help="Comma list of noise rates.")
 @click.option("--seeds", default="0", show_default=True, help="Comma list of seeds.")
-@click.option("--noise-model", default="nrch", show_default=True, help="Noise model.")
+@click.option(
+    "--noise-model", "noise_models", default="one-swap", show_default=True, help="Comma list of noise models."
+)
+@click.option("--strategies", default="none", show_default=True, help="Comma list of robust-training strategies.")
 @preset_option()
 @device_option()
 @click.option("--split", default=None, help="Split rule (nrch, random, official); default: each dataset's own.")
@@ -52,6 +57,7 @@ def _opt(ctx: click.Context, cfg: dict[str, Any], name: str, value: Any) -> Any:
 @param_option("Hyper-parameter for every method that has it, or METHOD.KEY=VALUE for one (repeatable).")
 @plugin_option()
 @dataset_option_option("Dataset loader option for every dataset, e.g. -d n=600 (repeatable).")
+@spec_options()
 @click.option("--save-codes", is_flag=True, help="Keep the packed codes beside each record.")
 @click.option("--config", "config", default=None, type=click.Path(dir_okay=False), help="Sweep file (.toml/.yaml).")
 @click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Parallel runs.")
@@ -80,28 +86,35 @@ def sweep(ctx: click.Context, **opts: Any) -> None:
 
     Example: nrchbench sweep --methods nrch,dcmh --bits 16,32 --noise 0.2,0.5,0.8 --seeds 0,1,2 --jobs 2
     """
-    from nrchbench.spec import load_sweep_file, specs_from_config
+    from nrchbench.grid import load_sweep_file, specs_from_config
     from nrchbench.sweep import Sweep
 
-    cfg: dict[str, Any] = load_sweep_file(opts["config"]) if opts["config"] else {}
-    names = [k for k in opts if k not in ("config", "as_json", "dry_run", "params", "plugins", "dataset_options")]
+    cli_keys = [k for k in opts if k not in ("config", "as_json", "dry_run")]
+    cfg: dict[str, Any] = load_sweep_file(opts["config"], extra_keys=cli_keys) if opts["config"] else {}
+    names = [k for k in cli_keys if k not in ("params", "plugins", "dataset_options", "strategy_params")]
     merged = {k: _opt(ctx, cfg, k, opts[k]) for k in names}
-    params: dict[str, Any] = dict(cfg.get("params") or {})
-    params.update(parse_params(opts["params"]))
-    merged["params"] = params
+    merged.update(spec_options_values({k: merged[k] for k in merged if k in opts}))
+    merged["params"] = {**dict(cfg.get("params") or {}), **parse_key_values(opts["params"], "--param")}
+    merged["strategy_params"] = {
+        **dict(cfg.get("strategy_params") or {}),
+        **parse_key_values(opts["strategy_params"], "--strategy-param"),
+    }
+    merged["dataset_options"] = {
+        **dict(cfg.get("dataset_options") or {}),
+        **parse_key_values(opts["dataset_options"], "--dataset-option"),
+    }
+    for key in ("noise_params", "split_seed"):
+        if key in cfg:
+            merged[key] = cfg[key]
     plugins = [
         *([cfg["plugins"]] if isinstance(cfg.get("plugins"), str) else cfg.get("plugins") or []),
         *opts["plugins"],
     ]
-    for key in ("noise_params", "split_seed", "val_size"):
-        if key in cfg:
-            merged[key] = cfg[key]
-    merged["dataset_options"] = {**dict(cfg.get("dataset_options") or {}), **parse_options(opts["dataset_options"])}
     import_plugins(plugins)
     if not merged.get("methods"):
         raise click.UsageError("give --methods (comma list) or a --config file with `methods`")
 
-    specs = specs_from_config(merged, device=merged["device"])
+    specs = specs_from_config(merged)
     backend_options = {
         k: merged[k]
         for k in ("address", "gpus_per_run", "cpus_per_run", "max_retries", "run_timeout")

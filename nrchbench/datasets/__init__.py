@@ -13,7 +13,6 @@ existing directory (and not a registered dataset name) loads with the ``generic`
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from functools import lru_cache
@@ -22,10 +21,19 @@ from typing import Any
 
 import numpy as np
 
-from nrchbench.datasets.base import SPLIT_NAMES, CrossModalDataset, DatasetLoader, RawData, checksum_file
+from nrchbench.datasets.base import (
+    SPLIT_NAMES,
+    CrossModalDataset,
+    DatasetLoader,
+    DatasetOptions,
+    RawData,
+    checksum_file,
+)
 from nrchbench.datasets.io import check_finite, missing_files_error, to_binary_labels
-from nrchbench.datasets.splits import RULES, make_splits, split_checksums
+from nrchbench.datasets.splits import RULES, canonical_split, make_splits, split_checksums
+from nrchbench.datasets.transforms import FEATURE_TRANSFORMS, apply_feature_transform
 from nrchbench.errors import ConfigError, DataError, RegistryError
+from nrchbench.jsonutil import to_jsonable
 from nrchbench.registry import DATASETS
 from nrchbench.utils import resolve_data_root
 
@@ -33,18 +41,19 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DATASETS",
+    "FEATURE_TRANSFORMS",
     "RULES",
     "CrossModalDataset",
     "DatasetLoader",
+    "DatasetOptions",
     "RawData",
+    "apply_feature_transform",
     "chance_map",
+    "check_dataset_options",
     "dataset_info",
     "get_loader",
     "load_dataset",
 ]
-
-# Options understood by load_dataset itself (not passed to the loader's read()).
-_COMMON_OPTIONS = ("check_dims", "query_size", "train_size")
 
 
 def get_loader(name: str) -> DatasetLoader:
@@ -82,17 +91,64 @@ def _source_checksums(files: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _check_options(loader: DatasetLoader, options: dict[str, Any]) -> None:
-    params = inspect.signature(loader.read).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    accepted = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ConfigError(
-            f"dataset {loader.name!r} does not accept option(s) {', '.join(unknown)}; accepted: "
-            f"{', '.join([*accepted, *_COMMON_OPTIONS])}"
-        )
+def _loader_and_directory(
+    name_or_dir: str | os.PathLike, data_root: str | os.PathLike | None
+) -> tuple[DatasetLoader, Path]:
+    if _is_directory_arg(name_or_dir):
+        return get_loader("generic"), Path(name_or_dir).expanduser()
+    loader = get_loader(str(name_or_dir))
+    return loader, resolve_data_root(data_root) / loader.name
+
+
+def _stored_value(given: Any, checked: Any) -> Any:
+    """What a spec stores for one option: the value as given when it already equals the
+    checked one (``1`` for a float option, ``600.0`` for an int one: what records have
+    always stored, so no run id changes), else the converted value (``"600"`` → 600)."""
+    given = to_jsonable(given, nonfinite="raise")
+    checked = to_jsonable(checked, nonfinite="raise")
+    if given == checked and isinstance(given, bool) == isinstance(checked, bool):
+        return given
+    return checked
+
+
+def _checked_options(loader: DatasetLoader, options: dict[str, Any]) -> tuple[DatasetOptions, dict[str, Any]]:
+    """(the loader's checked ``Options``, the given options as a spec stores them)."""
+    owner = f"dataset {loader.name!r}"
+    checked = loader.Options.check(options, owner=owner)
+    stored = {}
+    for key, value in options.items():
+        try:
+            stored[key] = _stored_value(value, getattr(checked, key))
+        except ValueError:
+            raise ConfigError(f"{owner} option {key!r}: expected a finite number, got {value!r}") from None
+    return checked, stored
+
+
+def check_dataset_options(name_or_dir: str | os.PathLike, options: dict[str, Any] | None) -> dict[str, Any]:
+    """Validate and convert a dataset's options, as a run spec stores them.
+
+    The options are checked by the loader's ``Options`` model (the common ``check_dims``,
+    ``query_size``, ``train_size`` and the loader's own): unknown names, wrong types,
+    out-of-range values and inconsistent combinations are refused. No file is read.
+
+    Args:
+        name_or_dir: a registered dataset name or alias, or a generic-format directory.
+        options: option name → value (CLI strings or JSON values).
+
+    Returns:
+        The given options only (no defaults added), in the given order, as plain JSON:
+        a value that is not of its declared type is converted (``"600"`` → 600,
+        ``"false"`` → False); a value equal to its converted form is kept as given (``1``
+        for a float option stays ``1``), so the dict is the one records have always stored
+        and no existing run id changes.
+
+    Raises:
+        ConfigError: one line naming the dataset and the option (did-you-mean for unknown
+            names, with the accepted list).
+        RegistryError: unknown dataset name.
+    """
+    loader, _ = _loader_and_directory(name_or_dir, None)
+    return _checked_options(loader, dict(options or {}))[1]
 
 
 def validate(raw: RawData, loader: DatasetLoader, *, check_dims: bool = True) -> RawData:
@@ -107,6 +163,11 @@ def validate(raw: RawData, loader: DatasetLoader, *, check_dims: bool = True) ->
         if np.ndim(arr) != 2:
             raise DataError(f"{src[key]}: expected a 2-D matrix, got shape {np.shape(arr)}")
     rows = {k: int(getattr(raw, k).shape[0]) for k in ("image", "text", "labels")}
+    if not any(rows.values()):
+        raise DataError(
+            f"{src['image']}: the dataset has no rows (image, text and labels are empty); "
+            "nothing to split into query, train and database"
+        )
     if len(set(rows.values())) != 1:
         raise DataError(
             "row count mismatch between modalities: "
@@ -191,24 +252,16 @@ def load_dataset(
         DataError: missing or malformed files.
         ConfigError: unknown split rule or option.
     """
-    options = dict(options)
-    check_dims = bool(options.pop("check_dims", True))
-    query_size = options.pop("query_size", None)
-    train_size = options.pop("train_size", None)
-    if _is_directory_arg(name_or_dir):
-        loader = get_loader("generic")
-        directory = Path(name_or_dir).expanduser()
-    else:
-        loader = get_loader(str(name_or_dir))
-        directory = resolve_data_root(data_root) / loader.name
-    _check_options(loader, options)
+    loader, directory = _loader_and_directory(name_or_dir, data_root)
+    opts, stored = _checked_options(loader, dict(options))
     if loader.needs_files and not directory.is_dir():
         raise missing_files_error(loader, directory, list(loader.files) or ["the dataset directory"])
-    raw = loader.read(directory, **options)
-    validate(raw, loader, check_dims=check_dims)
+    raw = loader.read(directory, opts)
+    validate(raw, loader, check_dims=opts.check_dims)
 
-    rule = (split or loader.default_split).lower()
+    rule = canonical_split(split or loader.default_split)
     sizes = loader.split_sizes
+    query_size, train_size = opts.query_size, opts.train_size
     if query_size is not None or train_size is not None:
         if sizes is None and (query_size is None or train_size is None):
             raise ConfigError(f"dataset {loader.name!r}: give both query_size and train_size")
@@ -218,7 +271,15 @@ def load_dataset(
         )
     n = int(raw.labels.shape[0])
     splits = make_splits(
-        n, rule, sizes=sizes, seed=int(split_seed), stored=raw.splits, val_size=val_size, dataset=loader.name
+        n,
+        rule,
+        sizes=sizes,
+        seed=int(split_seed),
+        stored=raw.splits,
+        val_size=val_size,
+        dataset=loader.name,
+        sources={k: v for k, v in raw.sources.items() if k in SPLIT_NAMES},
+        query_in_database=loader.query_in_database,
     )
     total_checksum, per_split = split_checksums(splits)
 
@@ -239,8 +300,8 @@ def load_dataset(
         "split_checksums": per_split,
         "rows_without_labels": rows_without,
         "rows_without_labels_by_split": {k: int((raw.labels[v].sum(axis=1) == 0).sum()) for k, v in splits.items()},
-        "options": {k: _jsonable(v) for k, v in sorted(options.items())},
-        "check_dims": check_dims,
+        "options": {k: v for k, v in sorted(stored.items()) if k not in DatasetOptions.COMMON},
+        "check_dims": opts.check_dims,
     }
     if loader.image_nonnegative:
         nonneg = bool(raw.image.min(initial=0.0) >= 0)
@@ -249,7 +310,7 @@ def load_dataset(
             log.warning("%s: image features have negative entries (expected post-ReLU VGG fc7)", loader.name)
     if loader.name == "generic":
         meta["path"] = str(directory.resolve())
-    meta.update({k: _jsonable(v) for k, v in raw.meta.items()})
+    meta.update(to_jsonable(raw.meta))
     return CrossModalDataset(
         name=loader.name,
         image=raw.image,
@@ -259,20 +320,6 @@ def load_dataset(
         class_names=list(raw.class_names) if raw.class_names is not None else None,
         meta=meta,
     )
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, Path):
-        return str(v)
-    return v
 
 
 def dataset_info(ds: CrossModalDataset) -> dict[str, Any]:

@@ -7,12 +7,18 @@ applies a split rule and returns a :class:`CrossModalDataset`.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
+
+from nrchbench.errors import ConfigError
+from nrchbench.params import Params
 
 SPLIT_NAMES = ("query", "train", "database", "val")
 
@@ -116,6 +122,51 @@ class CrossModalDataset:
         return self.image[idx], self.text[idx], self.labels[idx]
 
 
+class DatasetOptions(Params):
+    """Options of a dataset loader (DESIGN §1): the common ones below, which
+    :func:`~nrchbench.datasets.load_dataset` handles itself, plus each loader's own.
+
+    A loader declares its options by subclassing this model as its ``Options`` class
+    attribute; :meth:`check` validates and converts them (CLI strings → declared types) with
+    one-line errors, and :meth:`check_together` holds constraints between options.
+    """
+
+    kind: ClassVar[str] = "dataset"
+    #: Options of every loader, consumed by load_dataset (never passed to ``read``).
+    COMMON: ClassVar[tuple[str, ...]] = ("check_dims", "query_size", "train_size")
+
+    check_dims: bool = Field(True, description="check the declared dimensionalities (False: load any)")
+    query_size: int | None = Field(
+        None, ge=1, description="query rows of the nrch/random rules (default: the loader's)"
+    )
+    train_size: int | None = Field(
+        None, ge=1, description="train rows of the nrch/random rules (default: the loader's)"
+    )
+
+    @classmethod
+    def check(cls, values: Mapping[str, Any] | None = None, *, owner: str = "") -> DatasetOptions:
+        """Validate and convert; unknown names get the closest accepted ones and the full list.
+
+        Raises:
+            ConfigError: one line naming the option, what was expected and what was given.
+        """
+        values = dict(values or {})
+        owner = owner or "dataset"
+        accepted = list(cls.model_fields)
+        for key in values:
+            if key not in cls.model_fields:
+                close = difflib.get_close_matches(str(key), accepted, n=3)
+                hint = f" (did you mean {', '.join(close)}?)" if close else ""
+                raise ConfigError(f"{owner} does not accept option {key!r}{hint}; accepted: {', '.join(accepted)}")
+        options = super().check(values, owner=owner)
+        assert isinstance(options, DatasetOptions)
+        options.check_together(owner)
+        return options
+
+    def check_together(self, owner: str) -> None:
+        """Constraints between options (override; raise :class:`ConfigError`)."""
+
+
 class DatasetLoader:
     """Base class of dataset plugins.
 
@@ -134,10 +185,14 @@ class DatasetLoader:
         needs_files: False for generated datasets (``synthetic``).
         image_nonnegative: True when the image features should be ≥ 0 (post-ReLU VGG fc7);
             a violation is logged and recorded in the metadata, not an error.
+        query_in_database: True only for a format whose query rows may also be database
+            rows (no built-in one: every built-in split keeps them apart); overlapping
+            query and database splits are refused otherwise, as query ∩ train always is.
+        Options: the loader's options, a :class:`DatasetOptions` subclass (checked when a
+            run spec is resolved, so bad values never reach a run).
 
-    :meth:`read` receives the loader's options as keyword arguments (declare each one in its
-    signature: unknown options are rejected with the list of accepted ones) and may set
-    instance attributes that depend on them (e.g. ``split_sizes`` of ``synthetic``).
+    :meth:`read` receives the checked options and may set instance attributes that depend
+    on them or on the files (e.g. ``split_sizes`` of ``synthetic``).
     """
 
     name: ClassVar[str] = ""
@@ -145,12 +200,15 @@ class DatasetLoader:
     files: ClassVar[tuple[str, ...]] = ()
     download_hint: ClassVar[str] = ""
     split_sizes: ClassVar[tuple[int, int] | None] = None
-    default_split: ClassVar[str] = "nrch"
+    default_split: ClassVar[str] = "contiguous"
     image_dim: ClassVar[int | None] = None
     text_dim: ClassVar[int | None] = None
     num_classes: ClassVar[int | None] = None
     needs_files: ClassVar[bool] = True
     image_nonnegative: ClassVar[bool] = False
+    query_in_database: ClassVar[bool] = False
+    Options: ClassVar[type[DatasetOptions]] = DatasetOptions
 
-    def read(self, directory: Path, **options: Any) -> RawData:  # pragma: no cover - abstract
+    def read(self, directory: Path, options: DatasetOptions) -> RawData:  # pragma: no cover - abstract
+        """Read the files under ``directory`` (``options`` is an instance of :attr:`Options`)."""
         raise NotImplementedError

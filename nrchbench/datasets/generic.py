@@ -1,131 +1,69 @@
 """Bring-your-own-features formats: ``generic`` and the NRCH-prepared HDF5 file (``nrch-h5``).
 
-Generic format
---------------
-A directory holding either ``data.npz`` or ``data.h5`` with the arrays
-
-* ``image``: N×d1 image features (any float/int dtype; stored as float32),
-* ``text``: N×d2 text features,
-* ``labels``: N×C multi-hot 0/1 labels (one-hot for single-label data),
-* ``class_names`` (optional): C strings,
-* ``query``, ``train``, ``database``, ``val`` (optional): 0-based row-index arrays.
-
-Split indices may instead be given as text files ``query.txt``, ``train.txt``,
-``database.txt``, ``val.txt`` (one 0-based index per line) next to the data file; files
-win over arrays. An optional ``manifest.json`` may hold ``name``, ``version``,
-``description``, ``class_names``, ``query_size`` and ``train_size`` (sizes for the
-``nrch``/``random`` rules). Default split: ``official`` (the stored one) when ``query``
-and ``train`` are present, else ``random`` with query = 10% of the rows (at least 1) and
-train = every other row (train = database) unless the manifest sets the sizes.
-
-HDF5 arrays are read as stored (no MATLAB transposition).
+The generic format (``data.npz`` or ``data.h5``, optional ``manifest.json`` and split
+files) is defined and read by :mod:`nrchbench.datasets.generic_format`, which feature
+extraction writes through as well. Default split of ``generic``: ``official`` (the stored
+one) when ``query`` and ``train`` are present, else ``random`` with query = 10% of the rows
+(at least 1) and train = every other row (train = database) unless the manifest sets the
+sizes.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
-from nrchbench.datasets.base import SPLIT_NAMES, DatasetLoader, RawData
-from nrchbench.datasets.io import missing_files_error, read_h5_strings, read_matrix, require_files
+from nrchbench.datasets.base import DatasetLoader, DatasetOptions, RawData
+from nrchbench.datasets.generic_format import DATA_H5, DATA_NPZ, MANIFEST_FILE, data_file, read_generic
+from nrchbench.datasets.io import missing_files_error, read_matrix, require_files
 from nrchbench.errors import ConfigError, DataError
 from nrchbench.registry import DATASETS
-
-
-def _read_index_file(path: Path) -> np.ndarray:
-    try:
-        return np.loadtxt(path, dtype=np.int64, ndmin=1)
-    except ValueError as exc:
-        raise DataError(f"{path}: expected one 0-based integer row index per line ({exc})") from None
 
 
 @DATASETS.register("generic")
 class Generic(DatasetLoader):
     """Your own features: a directory with data.npz or data.h5 (image, text, labels, optional splits).
 
-    See the module docstring of :mod:`nrchbench.datasets.generic` for the format. Pass the
-    directory itself as the dataset (``--dataset path/to/dir``), or place it at
-    ``<data-root>/generic/``.
+    See :mod:`nrchbench.datasets.generic_format` for the format. Pass the directory itself
+    as the dataset (``--dataset path/to/dir``), or place it at ``<data-root>/generic/``.
     """
 
     name = "generic"
     description = "your own features: a directory with data.npz or data.h5 (image, text, labels, optional splits)"
-    files = ("data.npz or data.h5", "optional: manifest.json, query.txt, train.txt, database.txt, val.txt")
+    files = (
+        f"{DATA_NPZ} or {DATA_H5}",
+        f"optional: {MANIFEST_FILE}, query.txt, train.txt, database.txt, val.txt",
+    )
     download_hint = ""
     default_split = "random"
 
-    def read(self, directory: Path) -> RawData:
-        npz, h5 = directory / "data.npz", directory / "data.h5"
-        manifest: dict = {}
-        files: dict[str, str] = {}
-        if (directory / "manifest.json").is_file():
-            try:
-                manifest = json.loads((directory / "manifest.json").read_text())
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{directory / 'manifest.json'}: invalid JSON ({exc})") from None
-            files["manifest.json"] = str(directory / "manifest.json")
-        splits: dict[str, np.ndarray] = {}
-        class_names = manifest.get("class_names")
-        if npz.is_file():
-            files["data.npz"] = str(npz)
-            with np.load(npz, allow_pickle=False) as z:
-                for key in ("image", "text", "labels"):
-                    if key not in z.files:
-                        raise DataError(f"{npz}: array {key!r} not found; the file has {', '.join(z.files)}")
-                image, text, labels = z["image"], z["text"], z["labels"]
-                if "class_names" in z.files and class_names is None:
-                    class_names = [str(c) for c in z["class_names"]]
-                for k in SPLIT_NAMES:
-                    if k in z.files:
-                        splits[k] = np.asarray(z[k], dtype=np.int64).ravel()
-            src = str(npz)
-        elif h5.is_file():
-            files["data.h5"] = str(h5)
-            image = read_matrix(h5, "image", transpose=False)
-            text = read_matrix(h5, "text", transpose=False)
-            labels = read_matrix(h5, "labels", kind="labels", transpose=False)
-            if class_names is None:
-                class_names = read_h5_strings(h5, "class_names")
-            import h5py
-
-            with h5py.File(h5, "r") as f:
-                for k in SPLIT_NAMES:
-                    if k in f:
-                        splits[k] = np.asarray(f[k][()], dtype=np.int64).ravel()
-            src = str(h5)
-        else:
-            raise missing_files_error(self, directory, ["data.npz (or data.h5)"])
-        for k in SPLIT_NAMES:
-            p = directory / f"{k}.txt"
-            if p.is_file():
-                splits[k] = _read_index_file(p)
-                files[p.name] = str(p)
-        n = int(np.shape(labels)[0])
-        if splits and ("query" not in splits or "train" not in splits):
-            raise DataError(
-                f"{directory}: a stored split needs at least 'query' and 'train' (found {', '.join(splits)})"
-            )
-        if splits:
+    def read(self, directory: Path, options: DatasetOptions) -> RawData:
+        if data_file(directory) is None:
+            raise missing_files_error(self, directory, [f"{DATA_NPZ} (or {DATA_H5})"])
+        data = read_generic(directory)
+        n = int(np.shape(data.labels)[0])
+        if data.splits:
             self.default_split = "official"
-        q = manifest.get("query_size")
-        t = manifest.get("train_size")
+        q = data.manifest.query_size
+        t = data.manifest.train_size
         if q is None:
             q = max(1, round(0.1 * n))
         if t is None:
             t = n - int(q)
         self.split_sizes = (int(q), int(t))
         return RawData(
-            image=image,
-            text=text,
-            labels=labels,
-            class_names=[str(c) for c in class_names] if class_names is not None else None,
-            splits=splits,
-            files=files,
-            version=str(manifest.get("version", "1")),
-            sources={"image": f"{src}:image", "text": f"{src}:text", "labels": f"{src}:labels"},
-            meta={"name": manifest["name"]} if "name" in manifest else {},
+            image=data.image,
+            text=data.text,
+            labels=data.labels,
+            class_names=data.class_names,
+            splits=data.splits,
+            files=data.files,
+            version=str(data.manifest.version),
+            sources=data.sources,
+            meta={"name": data.manifest.name} if data.manifest.name is not None else {},
         )
 
 
@@ -166,12 +104,19 @@ class NRCHPrepared(DatasetLoader):
     download_hint = "run utils/tools.py of github.com/LonganWANG-cs/NRCH on the UCCH .mat files"
     default_split = "official"
 
-    def read(self, directory: Path, *, variant: str | None = None, file: str | None = None) -> RawData:
-        if variant is not None:
-            if variant not in NRCH_FILES:
-                raise ConfigError(f"nrch-h5 variant {variant!r} unknown; available: {', '.join(NRCH_FILES)}")
-            if file is None:
-                file = NRCH_FILES[variant][0]
+    class Options(DatasetOptions):
+        """Options of ``nrch-h5``."""
+
+        variant: Literal["mirflickr", "nuswide", "coco", "iapr"] | None = Field(
+            None, description="which prepared file (and its declared dimensions)"
+        )
+        file: str | None = Field(None, description="the .h5 file name or path to read")
+
+    def read(self, directory: Path, options: DatasetOptions) -> RawData:
+        assert isinstance(options, self.Options)
+        variant, file = options.variant, options.file
+        if variant is not None and file is None:
+            file = NRCH_FILES[variant][0]
         if file is None:
             found = sorted(p.name for p in directory.glob("*.h5"))
             if len(found) != 1:

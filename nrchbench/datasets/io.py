@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 _BLOCK_BYTES = 64 << 20  # size of one float32 block read from HDF5
 
 
+def brief_error(exc: BaseException, limit: int = 200) -> str:
+    """``"Type: message"`` of an exception on one line, cut at ``limit`` characters."""
+    s = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {s[:limit]}{'…' if len(s) > limit else ''}"
+
+
 def file_format(path: str | Path) -> str:
     """``"mat5"``, ``"mat73"`` (MATLAB HDF5) or ``"hdf5"`` (plain HDF5)."""
     import h5py
@@ -111,6 +117,8 @@ def _read_h5(path: Path, name: str, dtype: np.dtype, transpose: bool) -> np.ndar
             if "MATLAB_sparse" in obj.attrs:
                 return _h5_sparse_to_dense(obj, path, name, dtype)
             raise DataError(f"{path}: {name!r} is an HDF5 group, expected a matrix")
+        if obj.dtype.kind not in "biuf":
+            raise DataError(f"{path}: variable {name!r} is a {obj.dtype} array, expected a numeric matrix")
         if obj.ndim == 1:
             return np.ascontiguousarray(obj.astype(dtype)[()].reshape(-1, 1))
         if obj.ndim != 2:

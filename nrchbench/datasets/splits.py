@@ -13,6 +13,10 @@ set: rows are drawn (seeded by ``seed``) from the database rows that are not tra
 rows when there are enough of them, otherwise from the whole database, in which case they
 also leave the training split. Validation rows are removed from the database, so ``val``
 is disjoint from every other split and can serve as held-out queries for model selection.
+
+Whatever the rule, the result is checked: stored indices must name rows
+(:func:`check_indices`), and a query row may never be a training, validation or (unless
+the format declares it allowed) database row (:func:`check_disjoint`).
 """
 
 from __future__ import annotations
@@ -25,10 +29,26 @@ from nrchbench.datasets.base import SPLIT_NAMES, checksum_array
 from nrchbench.errors import ConfigError, DataError
 
 RULES: dict[str, str] = {
-    "nrch": "contiguous: query = first Q rows, train = next N_train rows, database = all rows after the query",
+    "contiguous": "query = first Q rows, train = next N_train rows, database = all rows after the query (NRCH's)",
     "random": "seeded permutation, then the nrch slicing",
     "official": "the split stored by the dataset's own files (e.g. wiki)",
 }
+#: Old names of split rules (records and sweep files written with them keep working).
+SPLIT_ALIASES: dict[str, str] = {"nrch": "contiguous"}
+
+
+def canonical_split(rule: str) -> str:
+    """The canonical name of a split rule (aliases resolved).
+
+    Raises:
+        ConfigError: an unknown rule.
+    """
+    key = str(rule).strip().lower()
+    key = SPLIT_ALIASES.get(key, key)
+    if key not in RULES:
+        raise ConfigError(f"unknown split rule {rule!r}; available: {', '.join(RULES)} (nrch = contiguous)")
+    return key
+
 
 # Offset added to the split seed for the val draw, so that val does not reuse the
 # permutation's random stream.
@@ -50,12 +70,74 @@ def _check_sizes(n: int, sizes: tuple[int, int] | None, rule: str, dataset: str)
             "pass query_size= and train_size= options or use split 'official'"
         )
     q, t = int(sizes[0]), int(sizes[1])
-    if q <= 0 or t <= 0 or q + t > n:
+    if n < 2:
+        raise DataError(
+            f"dataset {dataset!r} has {n} row{'' if n == 1 else 's'}: too few to split into a query row and a "
+            "training row (is the file empty or truncated?)"
+        )
+    if q <= 0 or t <= 0:
+        raise DataError(
+            f"dataset {dataset!r}: split rule {rule!r} needs at least one query row and one training row, but "
+            f"its sizes are query {q} and train {t} of {n} rows (set query_size= and train_size=)"
+        )
+    if q + t > n:
         raise DataError(
             f"dataset {dataset!r}: split rule {rule!r} needs query {q} + train {t} ≤ {n} rows "
             "(is the file truncated, or are query_size/train_size too large?)"
         )
     return q, t
+
+
+def check_indices(
+    splits: dict[str, np.ndarray], n: int, *, dataset: str = "?", sources: dict[str, str] | None = None
+) -> None:
+    """Every index of a stored split must name one of the ``n`` rows.
+
+    Raises:
+        DataError: one line naming the file and variable (``sources``) of the split.
+    """
+    for k, v in splits.items():
+        bad = (v < 0) | (v >= n)
+        if bad.any():
+            where = (sources or {}).get(k, f"dataset {dataset!r}")
+            raise DataError(
+                f"{where}: split {k!r} has {int(bad.sum())} of {v.size} indices outside [0, {n}) "
+                f"(e.g. {int(v[bad][0])}); indices must be 0-based row numbers of the {n} rows"
+            )
+
+
+#: Pairs of splits that must not share a row, and why.
+_DISJOINT = (
+    ("query", "train", "a query row must never be a training row (test leakage)"),
+    ("query", "val", "model selection must never see the query set"),
+    ("query", "database", "a query would retrieve itself"),
+)
+
+
+def check_disjoint(
+    splits: dict[str, np.ndarray],
+    *,
+    dataset: str = "?",
+    sources: dict[str, str] | None = None,
+    query_in_database: bool = False,
+) -> None:
+    """Refuse overlapping splits: query ∩ train, query ∩ val, and query ∩ database unless
+    the format allows it (``query_in_database``; no built-in one does).
+
+    Raises:
+        DataError: one line naming both splits (and their files), the overlap and why.
+    """
+    for a, b, why in _DISJOINT:
+        if a not in splits or b not in splits or (b == "database" and query_in_database):
+            continue
+        both = np.intersect1d(splits[a], splits[b])
+        if both.size:
+            src = [sources[k] for k in (a, b) if sources and k in sources]
+            where = f"dataset {dataset!r}" + (f" ({', '.join(src)})" if src else "")
+            raise DataError(
+                f"{where}: {both.size} row{'s are' if both.size > 1 else ' is'} in both {a!r} and {b!r} "
+                f"(e.g. row {int(both[0])}): {why}; store disjoint splits"
+            )
 
 
 def make_splits(
@@ -67,8 +149,11 @@ def make_splits(
     stored: dict[str, np.ndarray] | None = None,
     val_size: int | float = 0,
     dataset: str = "?",
+    sources: dict[str, str] | None = None,
+    query_in_database: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Index arrays (int64) ``query``, ``train``, ``database`` and optionally ``val``.
+    """Index arrays (int64) ``query``, ``train``, ``database`` and optionally ``val``,
+    checked to be in range and disjoint (:func:`check_indices`, :func:`check_disjoint`).
 
     Args:
         n: number of rows.
@@ -79,15 +164,16 @@ def make_splits(
             ``database`` defaults to every row not in ``query``.
         val_size: rows (int) or fraction of the database (0 < float < 1) for ``val``.
         dataset: name for error messages.
+        sources: where each stored split came from (``file:variable``), for error messages.
+        query_in_database: the format allows query rows in the database.
 
     Raises:
         ConfigError: unknown rule, no stored split for ``official``, impossible ``val_size``.
-        DataError: the data has too few rows for the sizes.
+        DataError: the data has too few rows for the sizes; a stored split with indices
+            out of range or overlapping another.
     """
-    rule = str(rule).lower()
-    if rule not in RULES:
-        raise ConfigError(f"unknown split rule {rule!r}; available: {', '.join(RULES)}")
-    if rule == "nrch":
+    rule = canonical_split(rule)
+    if rule == "contiguous":
         q, t = _check_sizes(n, sizes, rule, dataset)
         splits = _slice(np.arange(n, dtype=np.int64), q, t)
     elif rule == "random":
@@ -96,19 +182,20 @@ def make_splits(
         splits = _slice(order, q, t)
     else:
         if not stored or "query" not in stored or "train" not in stored:
-            raise ConfigError(f"dataset {dataset!r} has no official split in its files; use split 'nrch' or 'random'")
+            raise ConfigError(
+                f"dataset {dataset!r} has no official split in its files; use split 'contiguous' or 'random'"
+            )
         splits = {k: np.asarray(v, dtype=np.int64).copy() for k, v in stored.items() if k in SPLIT_NAMES}
+        check_indices(splits, n, dataset=dataset, sources=sources)
         if "database" not in splits:
             mask = np.ones(n, dtype=bool)
             mask[splits["query"]] = False
             splits["database"] = np.flatnonzero(mask).astype(np.int64)
-        for k, v in splits.items():
-            if v.size and (v.min() < 0 or v.max() >= n):
-                raise DataError(f"dataset {dataset!r}: stored split {k!r} has indices outside [0, {n})")
         if val_size and "val" in splits:
             raise ConfigError(f"dataset {dataset!r} already stores a val split; leave val_size at 0")
     if val_size:
         splits = carve_val(splits, val_size, seed=seed, dataset=dataset)
+    check_disjoint(splits, dataset=dataset, sources=sources, query_in_database=query_in_database)
     return splits
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nrchbench.datasets.base import DatasetLoader, RawData
+from nrchbench.datasets.base import DatasetLoader, DatasetOptions, RawData
 from nrchbench.datasets.io import read_matrix, require_files
 from nrchbench.errors import DataError
 from nrchbench.registry import DATASETS
@@ -37,7 +37,7 @@ class _TripleMat(DatasetLoader):
         super().__init_subclass__(**kwargs)
         cls.files = (cls.image_file, cls.label_file, cls.text_file)
 
-    def read(self, directory: Path) -> RawData:
+    def read(self, directory: Path, options: DatasetOptions) -> RawData:
         paths = require_files(self, directory)
         labels = read_matrix(paths[self.label_file], self.label_var, kind="labels")
         text = read_matrix(paths[self.text_file], self.text_var)
@@ -119,7 +119,7 @@ class IAPR(DatasetLoader):
     num_classes = 255
     image_nonnegative = True
 
-    def read(self, directory: Path) -> RawData:
+    def read(self, directory: Path, options: DatasetOptions) -> RawData:
         path = require_files(self, directory)[self.files[0]]
         parts = {
             v: read_matrix(path, v, kind="labels" if v.endswith("L") else "features")
@@ -169,7 +169,7 @@ class COCO(DatasetLoader):
     num_classes = 80
     image_nonnegative = True
 
-    def read(self, directory: Path) -> RawData:
+    def read(self, directory: Path, options: DatasetOptions) -> RawData:
         path = require_files(self, directory)[self.files[0]]
         out = {}
         for key, var, kind in (

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from nrchbench.datasets.base import DatasetLoader, RawData
+from nrchbench.datasets.base import DatasetLoader, DatasetOptions, RawData
 from nrchbench.errors import ConfigError
 from nrchbench.registry import DATASETS
 
@@ -44,7 +47,7 @@ class Synthetic(DatasetLoader):
        ``Poisson(random_words)`` background words drawn from a Zipf-like distribution. Rows
        with no word get one background word.
 
-    Options (keyword arguments of ``load_dataset("synthetic", ...)``):
+    Options (:class:`Synthetic.Options`; keyword arguments of ``load_dataset("synthetic", ...)``):
         seed (0), n (12000), classes (24), topics (8), mean_labels (3.0), max_labels (10),
         latent_dim (32), image_dim (512), nuisance_dim (32), image_noise (1.0),
         text_dim (1000), words_per_class (6), word_prob (0.35), random_words (4.0),
@@ -66,88 +69,96 @@ class Synthetic(DatasetLoader):
     name = "synthetic"
     description = "generated from a seed, no files: 12,000 multi-label pairs, 512-d image / 1000-word text, 24 classes"
     needs_files = False
-    default_split = "nrch"
+    default_split = "contiguous"
     split_sizes = (1000, 5000)
     image_nonnegative = True
 
-    def read(
-        self,
-        directory: Path,
-        *,
-        seed: int = 0,
-        n: int = 12000,
-        classes: int = 24,
-        topics: int = 8,
-        mean_labels: float = 3.0,
-        max_labels: int = 10,
-        latent_dim: int = 32,
-        image_dim: int = 512,
-        nuisance_dim: int = 32,
-        image_noise: float = 1.0,
-        text_dim: int = 1000,
-        words_per_class: int = 6,
-        word_prob: float = 0.35,
-        random_words: float = 4.0,
-        query: int | None = None,
-        train: int | None = None,
-    ) -> RawData:
-        n, classes, topics = int(n), int(classes), int(topics)
-        if n < 20 or classes < 2 or topics < 1:
-            raise ConfigError("synthetic: need n ≥ 20, classes ≥ 2 and topics ≥ 1")
-        if not 1 <= mean_labels <= max_labels <= classes:
-            raise ConfigError("synthetic: need 1 ≤ mean_labels ≤ max_labels ≤ classes")
-        if text_dim < classes * words_per_class + topics * 3 + 10:
-            raise ConfigError(f"synthetic: text_dim={text_dim} too small for {classes}×{words_per_class} class words")
-        q = int(query) if query is not None else max(1, round(1000 * n / 12000))
-        t = int(train) if train is not None else max(1, round(5000 * n / 12000))
-        if q + t > n:
-            raise ConfigError(f"synthetic: query {q} + train {t} > n {n}")
-        self.split_sizes = (q, t)
-        rng = np.random.default_rng(int(seed))
+    class Options(DatasetOptions):
+        """Options of ``synthetic`` (see the class docstring)."""
+
+        seed: int = Field(0, description="generator seed")
+        n: int = Field(12000, ge=20, description="rows")
+        classes: int = Field(24, ge=2, description="label classes")
+        topics: int = Field(8, ge=1, description="latent topics (class co-occurrence groups)")
+        mean_labels: float = Field(3.0, ge=1, description="mean labels per row")
+        max_labels: int = Field(10, ge=1, description="most labels per row")
+        latent_dim: int = Field(32, ge=1, description="dimension of the shared semantics")
+        image_dim: int = Field(512, ge=1, description="image feature dimension")
+        nuisance_dim: int = Field(32, ge=0, description="image-only nuisance dimensions")
+        image_noise: float = Field(1.0, ge=0, description="std of the image feature noise")
+        text_dim: int = Field(1000, ge=1, description="text vocabulary size")
+        words_per_class: int = Field(6, ge=1, description="words owned by each class")
+        word_prob: float = Field(0.35, ge=0, le=1, description="emission probability of a class word")
+        random_words: float = Field(4.0, ge=0, description="mean background words per row")
+        query: int | None = Field(None, ge=1, description="query rows of the nrch split (default 1000·n/12000)")
+        train: int | None = Field(None, ge=1, description="train rows of the nrch split (default 5000·n/12000)")
+
+        def sizes(self) -> tuple[int, int]:
+            """(query, train) of the default split."""
+            q = self.query if self.query is not None else max(1, round(1000 * self.n / 12000))
+            t = self.train if self.train is not None else max(1, round(5000 * self.n / 12000))
+            return q, t
+
+        def check_together(self, owner: str) -> None:
+            if not self.mean_labels <= self.max_labels <= self.classes:
+                raise ConfigError(f"{owner}: need 1 ≤ mean_labels ≤ max_labels ≤ classes")
+            if self.text_dim < self.classes * self.words_per_class + self.topics * 3 + 10:
+                raise ConfigError(
+                    f"{owner}: text_dim={self.text_dim} too small for {self.classes}×{self.words_per_class} class words"
+                )
+            q, t = self.sizes()
+            if q + t > self.n:
+                raise ConfigError(f"{owner}: query {q} + train {t} > n {self.n}")
+
+    def read(self, directory: Path, options: DatasetOptions | Mapping[str, Any] | None = None) -> RawData:
+        o = options if isinstance(options, self.Options) else self.Options.check(options, owner="synthetic")
+        self.split_sizes = o.sizes()
+        n, classes, topics, text_dim = o.n, o.classes, o.topics, o.text_dim
+        rng = np.random.default_rng(o.seed)
 
         # 1. labels
         profiles = rng.dirichlet(np.full(classes, 0.3), size=topics)
         profiles = 0.8 * profiles + 0.2 / classes
         topic = rng.integers(0, topics, size=n)
-        k = np.minimum(1 + rng.poisson(mean_labels - 1, size=n), max_labels)
+        k = np.minimum(1 + rng.poisson(o.mean_labels - 1, size=n), o.max_labels)
         gumbel = -np.log(-np.log(rng.random((n, classes))))
         keys = np.log(profiles[topic]) + gumbel  # Gumbel top-k = sampling without replacement
         labels = _topk_mask(keys, k).astype(np.uint8)
 
         # 2. shared semantics
-        class_emb = rng.standard_normal((classes, latent_dim)).astype(np.float32)
-        topic_emb = rng.standard_normal((topics, latent_dim)).astype(np.float32)
+        class_emb = rng.standard_normal((classes, o.latent_dim)).astype(np.float32)
+        topic_emb = rng.standard_normal((topics, o.latent_dim)).astype(np.float32)
         lab_f = labels.astype(np.float32)
         sem = (lab_f @ class_emb) / lab_f.sum(1, keepdims=True) + 0.5 * topic_emb[topic]
         strength = rng.uniform(0.35, 1.0, size=(n, 1)).astype(np.float32)
         sem *= strength
 
         # 3. image: ReLU(W [sem; nuisance] + noise)
-        nuis = rng.standard_normal((n, nuisance_dim)).astype(np.float32)
-        w_sem = rng.standard_normal((latent_dim, image_dim)).astype(np.float32) / np.sqrt(latent_dim)
-        w_nuis = rng.standard_normal((nuisance_dim, image_dim)).astype(np.float32) / np.sqrt(nuisance_dim)
+        nuis = rng.standard_normal((n, o.nuisance_dim)).astype(np.float32)
+        w_sem = rng.standard_normal((o.latent_dim, o.image_dim)).astype(np.float32) / np.sqrt(o.latent_dim)
+        w_nuis = rng.standard_normal((o.nuisance_dim, o.image_dim)).astype(np.float32) / np.sqrt(o.nuisance_dim)
         image = sem @ w_sem
         image += nuis @ w_nuis
-        image += image_noise * rng.standard_normal((n, image_dim), dtype=np.float32)
+        image += o.image_noise * rng.standard_normal((n, o.image_dim), dtype=np.float32)
         image -= 0.5
         np.maximum(image, 0.0, out=image)
 
         # 4. text: class words + topic words + Zipf-like background words
-        class_words = rng.permutation(text_dim)[: classes * words_per_class].reshape(classes, words_per_class)
+        class_words = rng.permutation(text_dim)[: classes * o.words_per_class].reshape(classes, o.words_per_class)
         n_topic_words = 3
         topic_words = rng.integers(0, text_dim, size=(topics, n_topic_words))
         text = np.zeros((n, text_dim), dtype=np.float32)
         # one Bernoulli(word_prob) draw per (row, positive class, class word): sparse, so cheap
         pos_rows, pos_cls = np.nonzero(labels)
-        emit = rng.random((pos_rows.size, words_per_class)) < word_prob
-        text[np.repeat(pos_rows, words_per_class)[emit.ravel()], class_words[pos_cls].ravel()[emit.ravel()]] = 1.0
+        emit = rng.random((pos_rows.size, o.words_per_class)) < o.word_prob
+        text[np.repeat(pos_rows, o.words_per_class)[emit.ravel()], class_words[pos_cls].ravel()[emit.ravel()]] = 1.0
         tw = topic_words[topic]
         tw_on = rng.random(tw.shape) < 0.3
         text[np.repeat(np.arange(n), n_topic_words)[tw_on.ravel()], tw.ravel()[tw_on.ravel()]] = 1.0
         zipf = 1.0 / np.arange(1, text_dim + 1)
         zipf /= zipf.sum()
         word_perm = rng.permutation(text_dim)
-        n_bg = rng.poisson(random_words, size=n)
+        n_bg = rng.poisson(o.random_words, size=n)
         n_bg[text.sum(1) == 0] += 1
         bg_rows = np.repeat(np.arange(n), n_bg)
         bg_words = word_perm[rng.choice(text_dim, size=int(n_bg.sum()), p=zipf)]
@@ -160,5 +171,5 @@ class Synthetic(DatasetLoader):
             class_names=[f"class{c:02d}" for c in range(classes)],
             version="1",
             sources={"image": "synthetic image", "text": "synthetic text", "labels": "synthetic labels"},
-            meta={"generator": "nrchbench.datasets.synthetic v1", "seed": int(seed)},
+            meta={"generator": "nrchbench.datasets.synthetic v1", "seed": o.seed},
         )

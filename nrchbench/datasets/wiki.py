@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nrchbench.datasets.base import DatasetLoader, RawData
+from nrchbench.datasets.base import DatasetLoader, DatasetOptions, RawData
 from nrchbench.datasets.io import read_matrix, require_files
 from nrchbench.errors import DataError
 from nrchbench.registry import DATASETS
@@ -51,7 +51,7 @@ class Wiki(DatasetLoader):
     text_dim = 10
     num_classes = 10
 
-    def read(self, directory: Path) -> RawData:
+    def read(self, directory: Path, options: DatasetOptions) -> RawData:
         paths = require_files(self, directory)
         mat = paths["raw_features.mat"]
         names = [ln.strip() for ln in paths["categories.list"].read_text().splitlines() if ln.strip()]

@@ -6,7 +6,8 @@ Pillow; they are imported only when an extraction runs. See :func:`extract_featu
 
 from __future__ import annotations
 
-from nrchbench.features.extract import ExtractResult, extract_features, list_images, read_texts
+from nrchbench.features.extract import ExtractResult, extract_features
+from nrchbench.features.inputs import list_images, read_texts
 from nrchbench.features.labels import read_labels
 
 __all__ = ["ExtractResult", "extract_features", "list_images", "read_labels", "read_texts"]

@@ -165,7 +165,7 @@ def _read_matrix_with_ids(
             continue
         m[i] = [int(float(x)) for x in r[1:]]
         seen[i] = True
-    _check_coverage(path, ids, seen, unknown, ignore_unknown)
+    check_coverage("--labels", path, ids, seen, unknown, ignore_unknown)
     return m, names
 
 
@@ -188,7 +188,7 @@ def _read_pairs(
         names = [x.strip() for field in r[1:] for x in field.split(";") if x.strip()]
         per_row.append((i, names))
         seen[i] = True
-    _check_coverage(path, ids, seen, unknown, ignore_unknown)
+    check_coverage("--labels", path, ids, seen, unknown, ignore_unknown)
     classes = sorted({c for _, names in per_row for c in names})
     if not classes:
         raise DataError(f"--labels {path}: no label names found; expected rows 'image_id,label1;label2'")
@@ -200,18 +200,31 @@ def _read_pairs(
     return m, classes
 
 
-def _check_coverage(path: Path, ids: list[str], seen: np.ndarray, unknown: list[str], ignore_unknown: bool) -> None:
+def check_coverage(
+    option: str,
+    path: Path,
+    ids: list[str],
+    seen: np.ndarray,
+    unknown: list[str],
+    ignore_unknown: bool,
+    what: str = "label",
+    empty_hint: str = " (an empty label field gives an all-zero row)",
+) -> None:
+    """Rows of unknown ids (refused unless ``ignore_unknown``) and images without a row (refused).
+
+    Shared by the label and text readers; ``option`` and ``what`` name the file in messages.
+    """
     if unknown and ignore_unknown:
         log.info("%s: skipped %d row(s) of ids that are not among the images", path, len(unknown))
     elif unknown:
         raise DataError(
-            f"--labels {path}: {len(unknown)} row(s) name ids that are not among the images: {_shown(unknown)}; "
+            f"{option} {path}: {len(unknown)} row(s) name ids that are not among the images: {_shown(unknown)}; "
             "ids must be image file stems (e.g. im1 for im1.jpg); remove those rows, add the images "
             "or pass --ignore-unknown-ids"
         )
     missing = [ids[i] for i in np.flatnonzero(~seen)]
     if missing:
         raise DataError(
-            f"--labels {path}: {len(missing)} image(s) have no label row: {_shown(missing)}; "
-            "add a row per image (an empty label field gives an all-zero row) or remove those images"
+            f"{option} {path}: {len(missing)} image(s) have no {what} row: {_shown(missing)}; "
+            f"add a row per image{empty_hint} or remove those images"
         )

@@ -55,17 +55,18 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from typing import Any, ClassVar
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from nrchbench.errors import ConfigError
-from nrchbench.methods._common import IMAGE_HEADS, check_choice, check_positive_ints, image_head, sync, two_layer_mlp
-from nrchbench.methods.base import EpochCallback, HashingMethod, TrainView
+from nrchbench.methods._common import ImageHead, image_head, mlp
+from nrchbench.methods.base import EpochLog, HashingMethod, Rng, TrainData
+from nrchbench.params import Params
 from nrchbench.registry import METHODS
 
 log = logging.getLogger(__name__)
@@ -133,11 +134,13 @@ def learning_rates(schedule: str, lr: float, epochs: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- networks
-def _init_normal(module: nn.Module, std: float) -> nn.Module:
+@torch.no_grad()
+def _init_normal(module: nn.Module, std: float, generator: torch.Generator) -> nn.Module:
+    """Every Linear weight and bias ~ N(0, std²) (the official port's init), from ``generator``."""
     for m in module.modules():
         if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, std)
-            nn.init.normal_(m.bias, 0.0, std)
+            nn.init.normal_(m.weight, 0.0, std, generator=generator)
+            nn.init.normal_(m.bias, 0.0, std, generator=generator)
     return module
 
 
@@ -160,163 +163,118 @@ def _apply_stats(x: torch.Tensor, shift: torch.Tensor | None, scale: torch.Tenso
 
 
 # --------------------------------------------------------------------------- method
+class DCMHParams(Params):
+    """DCMH hyper-parameters; defaults = the official code (METHODS.md §6)."""
+
+    image_head: ImageHead = Field("linear", description="linear (CNN frozen up to fc7) or mlp (trainable fc7 analogue)")
+    image_hidden: int = Field(4096, ge=1, description="width of the mlp image head")
+    text_hidden: int = Field(8192, ge=1, description="width of the text net's hidden layer")
+    epochs: int = Field(500, ge=1, description="outer iterations")
+    batch_size: int = Field(128, ge=1)
+    gamma: float = Field(1.0, ge=0, description="weight of the quantisation term")
+    eta: float = Field(1.0, ge=0, description="weight of the bit-balance term")
+    lr: float = Field(10**-1.5, gt=0, description="first learning rate")
+    lr_schedule: Literal["pytorch", "matlab", "tf"] = Field("pytorch", description="see the module docstring")
+    init_std: float = Field(0.01, gt=0, description="std of the normal init of the image net")
+    text_init_std: float = Field(0.01, gt=0, description="std of the normal init of the text net")
+    center_text: bool = Field(False, description="subtract the training mean of the text (MATLAB code)")
+    standardize: bool = Field(False, description="z-score both modalities with training statistics ([BENCH])")
+
+
 @METHODS.register("dcmh")
 class DCMH(HashingMethod):
     """DCMH (Jiang & Li, CVPR 2017): likelihood of label similarity + quantisation + balance, alternating.
 
-    Hyper-parameters (``defaults``): ``image_head`` (``linear`` | ``mlp``), ``image_hidden``
-    (mlp width), ``text_hidden``, ``epochs`` (outer iterations), ``batch_size``, ``gamma``,
-    ``eta``, ``lr`` (first learning rate), ``lr_schedule`` (``pytorch`` | ``matlab`` | ``tf``),
-    ``init_std`` / ``text_init_std`` (std of the normal init of all weights and biases of the
-    image / text net), ``center_text`` (subtract the training mean of the text features, as
-    the MATLAB code does), ``standardize`` (z-score every input dimension of both modalities
-    with the training mean and std; a [BENCH] option, off by default, for low-norm features
-    such as wiki's, where the official init and lr never leave the saddle).
+    Hyper-parameters: :class:`DCMHParams`. Per-epoch log: losses ``loss`` (weighted
+    objective), ``loss_nll``, ``loss_quant``, ``loss_balance`` (unweighted terms, each the mean
+    over the epoch's image and text steps of the step value divided by n·bs), value ``lr``,
+    times ``img``, ``txt``, ``b``.
 
-    Per-epoch logs: ``loss`` (weighted objective), ``loss_nll``, ``loss_quant``,
-    ``loss_balance`` (unweighted terms, each the mean over the epoch's image and text
-    steps of the step value divided by n·bs), ``lr``, ``time_img``, ``time_txt``, ``time_b``.
+    Random streams: the official code seeds torch with the run's seed and draws the default
+    ``nn.Linear`` init, then the normal init, from it; the F/G buffers and the batch
+    permutations come from a second generator seeded with the seed. Both are explicit
+    generators here (:meth:`Rng.raw_torch`), with the same draws in the same order.
     """
 
-    name: ClassVar[str] = "dcmh"
-    description: ClassVar[str] = "DCMH (CVPR 2017), feature-based: inter-modal likelihood + quantisation + balance"
-    uses_labels: ClassVar[bool] = True
-    selects_samples: ClassVar[bool] = False
-    defaults: ClassVar[dict[str, Any]] = {
-        "image_head": "linear",
-        "image_hidden": 4096,
-        "text_hidden": 8192,
-        "epochs": 500,
-        "batch_size": 128,
-        "gamma": 1.0,
-        "eta": 1.0,
-        "lr": 10**-1.5,
-        "lr_schedule": "pytorch",
-        "init_std": 0.01,
-        "text_init_std": 0.01,
-        "center_text": False,
-        "standardize": False,
-    }
-    presets: ClassVar[dict[str, dict[str, Any]]] = {
+    name = "dcmh"
+    description = "DCMH (CVPR 2017), feature-based: inter-modal likelihood + quantisation + balance"
+    Params = DCMHParams
+    presets = {
         "paper": {},
         "fast": {"epochs": 250, "text_hidden": 1024, "text_init_std": 0.0283},
-        "tiny": {
-            "epochs": 15,
-            "lr": 0.1,
-            "batch_size": 8,
-            "text_hidden": 64,
-            "image_hidden": 64,
-            "text_init_std": 0.1,
-        },
+        "tiny": {"epochs": 15, "lr": 0.1, "batch_size": 8, "text_hidden": 64, "image_hidden": 64, "text_init_std": 0.1},
     }
+    uses_labels = True
 
-    @classmethod
-    def dataset_params(cls, dataset: str) -> dict[str, Any]:
-        """Per-dataset overrides of ``defaults`` (none: DCMH uses the same values everywhere).
+    def setup(self, data: TrainData, rng: Rng) -> None:
+        p = self.p
+        init = rng.raw_torch()
+        img = image_head(p.image_head, data.image.shape[1], p.image_hidden, self.bits, init)
+        txt = mlp(data.text.shape[1], p.text_hidden, self.bits, 2, init)
+        self.img_net = _init_normal(img, p.init_std, init).to(data.device)
+        self.txt_net = _init_normal(txt, p.text_init_std, init).to(data.device)
 
-        The runner merges these *below* the preset and the user's overrides:
-        defaults ← dataset_params(name) ← preset ← overrides.
-        """
-        return {}
-
-    # ------------------------------------------------------------------ fit
-    def _check_params(self) -> None:
-        p = self.params
-        check_choice("dcmh", "image_head", p["image_head"], IMAGE_HEADS)
-        check_choice("dcmh", "lr_schedule", p["lr_schedule"], LR_SCHEDULES)
-        check_positive_ints("dcmh", p, ("epochs", "batch_size", "text_hidden", "image_hidden"))
-
-    def _build(self, d_img: int, d_txt: int) -> tuple[nn.Module, nn.Module]:
-        p = self.params
-        img = image_head(p["image_head"], d_img, int(p["image_hidden"]), self.bits)
-        txt = two_layer_mlp(d_txt, int(p["text_hidden"]), self.bits)
-        return _init_normal(img, float(p["init_std"])), _init_normal(txt, float(p["text_init_std"]))
-
-    def fit(self, view: TrainView, *, seed: int, callback: EpochCallback | None = None) -> None:
-        """Alternating training of the image net, the text net and B (METHODS.md §6.3)."""
-        self._check_params()
-        p = self.params
-        device = view.device
-        n, bits = view.n, self.bits
-        bs = min(int(p["batch_size"]), n)
-        gamma, eta = float(p["gamma"]), float(p["eta"])
-        epochs = int(p["epochs"])
-
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        img_net, txt_net = self._build(view.image.shape[1], view.text.shape[1])
-        self.img_net, self.txt_net = img_net.to(device), txt_net.to(device)
-
-        image = view.image.float()
-        text = view.text.float()
-        self.image_shift_, self.image_scale_ = _input_stats(image, False, p["standardize"])
-        self.text_shift_, self.text_scale_ = _input_stats(text, p["center_text"], p["standardize"])
-        image = _apply_stats(image, self.image_shift_, self.image_scale_)
-        text = _apply_stats(text, self.text_shift_, self.text_scale_)
-        labels = view.labels.float()
+        image, text = data.image.float(), data.text.float()
+        self.image_shift_, self.image_scale_ = _input_stats(image, False, p.standardize)
+        self.text_shift_, self.text_scale_ = _input_stats(text, p.center_text, p.standardize)
+        self._image = _apply_stats(image, self.image_shift_, self.image_scale_)
+        self._text = _apply_stats(text, self.text_shift_, self.text_scale_)
+        self._labels = data.labels.float()
 
         # F, G buffers ~ N(0,1) from the seed (drawn on the CPU so every device starts alike).
-        f_buf = torch.randn(n, bits, generator=gen).to(device)
-        g_buf = torch.randn(n, bits, generator=gen).to(device)
-        codes = dcmh_update_codes(f_buf, g_buf)
+        self._gen = rng.raw_torch()
+        n = data.n
+        self._f_buf = torch.randn(n, self.bits, generator=self._gen).to(data.device)
+        self._g_buf = torch.randn(n, self.bits, generator=self._gen).to(data.device)
+        self.codes_ = dcmh_update_codes(self._f_buf, self._g_buf)
 
-        wd = 5e-4 if p["lr_schedule"] == "matlab" else 0.0
-        lrs = learning_rates(p["lr_schedule"], float(p["lr"]), epochs)
-        opt_img = torch.optim.SGD(self.img_net.parameters(), lr=float(lrs[0]) if epochs else 0.0, weight_decay=wd)
-        opt_txt = torch.optim.SGD(self.txt_net.parameters(), lr=float(lrs[0]) if epochs else 0.0, weight_decay=wd)
-        steps = n // bs
+        wd = 5e-4 if p.lr_schedule == "matlab" else 0.0
+        self._lrs = learning_rates(p.lr_schedule, p.lr, p.epochs)
+        self._opt_img = torch.optim.SGD(self.img_net.parameters(), lr=float(self._lrs[0]), weight_decay=wd)
+        self._opt_txt = torch.optim.SGD(self.txt_net.parameters(), lr=float(self._lrs[0]), weight_decay=wd)
+        self._bs = min(p.batch_size, n)
+
+    def _half_epoch(self, net: nn.Module, opt: torch.optim.Optimizer, x, own, other, totals) -> None:
+        """⌊n/bs⌋ SGD steps of one modality's net against the other modality's buffer."""
+        n, bs = own.shape[0], self._bs
         norm = float(n * bs)
+        gamma, eta = self.p.gamma, self.p.eta
+        for _ in range(n // bs):
+            idx = torch.randperm(n, generator=self._gen)[:bs].to(own.device)
+            s = label_similarity(self._labels[idx], self._labels)
+            out = net(x[idx])
+            nll = dcmh_nll(out, other, s)
+            quant = dcmh_quantization(self.codes_[idx], out)
+            bal = dcmh_balance(out, own, idx)
+            loss = (nll + gamma * quant + eta * bal) / norm
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            own[idx] = out.detach()
+            totals += torch.stack([nll.detach(), quant.detach(), bal.detach()]) / norm
 
-        def half_epoch(net, opt, x, own, other, totals) -> None:
-            for _ in range(steps):
-                idx = torch.randperm(n, generator=gen)[:bs].to(device)
-                s = label_similarity(labels[idx], labels)
-                out = net(x[idx])
-                nll = dcmh_nll(out, other, s)
-                quant = dcmh_quantization(codes[idx], out)
-                bal = dcmh_balance(out, own, idx)
-                loss = (nll + gamma * quant + eta * bal) / norm
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                own[idx] = out.detach()
-                totals += torch.stack([nll.detach(), quant.detach(), bal.detach()]) / norm
-
-        for epoch in range(epochs):
-            lr = float(lrs[epoch])
-            for opt in (opt_img, opt_txt):
-                for group in opt.param_groups:
-                    group["lr"] = lr
-            totals = torch.zeros(3, device=device)
-            self.img_net.train()
-            self.txt_net.train()
-
-            t0 = time.perf_counter()
-            half_epoch(self.img_net, opt_img, image, f_buf, g_buf, totals)
-            sync(device)
-            t1 = time.perf_counter()
-            half_epoch(self.txt_net, opt_txt, text, g_buf, f_buf, totals)
-            sync(device)
-            t2 = time.perf_counter()
-            codes = dcmh_update_codes(f_buf, g_buf)
-            sync(device)
-            t3 = time.perf_counter()
-
-            nll, quant, bal = (totals / max(2 * steps, 1)).tolist()
-            logs = {
-                "loss": nll + gamma * quant + eta * bal,
-                "loss_nll": nll,
-                "loss_quant": quant,
-                "loss_balance": bal,
-                "lr": lr,
-                "time_img": t1 - t0,
-                "time_txt": t2 - t1,
-                "time_b": t3 - t2,
-            }
-            log.debug("dcmh epoch %d: %s", epoch, logs)
-            if callback is not None:
-                callback(epoch, logs)
-        self.codes_ = codes
+    def train_epoch(self, epoch: int, data: TrainData, rng: Rng) -> EpochLog:
+        """One outer iteration: image-net steps, text-net steps, then B = sign(F+G) (METHODS.md §6.3)."""
+        log = EpochLog(epoch)
+        lr = float(self._lrs[epoch])
+        for opt in (self._opt_img, self._opt_txt):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        totals = torch.zeros(3, device=data.device)
+        self.img_net.train()
+        self.txt_net.train()
+        with log.timer("img", data.device):
+            self._half_epoch(self.img_net, self._opt_img, self._image, self._f_buf, self._g_buf, totals)
+        with log.timer("txt", data.device):
+            self._half_epoch(self.txt_net, self._opt_txt, self._text, self._g_buf, self._f_buf, totals)
+        with log.timer("b", data.device):
+            self.codes_ = dcmh_update_codes(self._f_buf, self._g_buf)
+        nll, quant, bal = (totals / max(2 * (data.n // self._bs), 1)).tolist()
+        log.losses.update(
+            loss=nll + self.p.gamma * quant + self.p.eta * bal, loss_nll=nll, loss_quant=quant, loss_balance=bal
+        )
+        log.values["lr"] = lr
+        return log
 
     # ------------------------------------------------------------------ encode
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:

@@ -39,16 +39,16 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from typing import Any, ClassVar
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from pydantic import Field
 
 from nrchbench.errors import ConfigError, RegistryError
-from nrchbench.methods._common import IMAGE_HEADS, check_choice, check_positive_ints, image_head, sync, two_layer_mlp
-from nrchbench.methods.base import EpochCallback, HashingMethod, TrainView
+from nrchbench.methods._common import ImageHead, image_head, mlp
+from nrchbench.methods.base import EpochLog, HashingMethod, Rng, TrainData
+from nrchbench.params import Params
 from nrchbench.registry import DATASETS, METHODS
 
 log = logging.getLogger(__name__)
@@ -128,67 +128,67 @@ def djsrh_loss(
 
 def resolve_similarity_map(choice: str, features: torch.Tensor) -> str:
     """``auto`` → ``affine`` if every feature value is ≥ 0, else ``clamp``; others unchanged."""
-    check_choice("djsrh", "similarity_map", choice, SIMILARITY_MAPS)
+    if choice not in SIMILARITY_MAPS:
+        raise ConfigError(
+            f"djsrh parameter 'similarity_map': expected one of {', '.join(SIMILARITY_MAPS)}, got {choice!r}"
+        )
     if choice != "auto":
         return choice
     return "affine" if bool((features >= 0).all()) else "clamp"
 
 
 # --------------------------------------------------------------------------- method
+class DJSRHParams(Params):
+    """DJSRH hyper-parameters; defaults = the official NUS-WIDE values (METHODS.md §7.3)."""
+
+    image_head: ImageHead = Field("linear", description="linear (fc_encode on the features) or mlp")
+    image_hidden: int = Field(4096, ge=1)
+    text_hidden: int = Field(4096, ge=1)
+    epochs: int = Field(80, ge=1)
+    batch_size: int = Field(32, ge=1)
+    beta: float = Field(0.6, ge=0, le=1, description="weight of the image similarity in S̃")
+    eta: float = Field(0.4, ge=0, le=1, description="weight of the second-order term S̃S̃ᵀ/m")
+    mu: float = Field(1.5, description="scale μ of the target μS")
+    lambda1: float = Field(0.1, ge=0, description="weight of the image–image term")
+    lambda2: float = Field(0.1, ge=0, description="weight of the text–text term")
+    lr_img: float = Field(1e-3, gt=0)
+    lr_txt: float = Field(1e-2, gt=0)
+    momentum: float = Field(0.9, ge=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    similarity_map: Literal["auto", "affine", "clamp"] = Field("auto", description="see the module docstring")
+    alpha_schedule: bool = Field(True, description="α = √(epoch+1) (official); False: α = 1 (README ablation)")
+
+
 @METHODS.register("djsrh")
 class DJSRH(HashingMethod):
     """DJSRH (ICCV 2019), unsupervised: reconstruct the joint-semantics matrix of the inputs.
 
-    Hyper-parameters (``defaults``, = NUS-WIDE official values): ``image_head``
-    (``linear`` | ``mlp``), ``image_hidden``, ``text_hidden``, ``epochs``, ``batch_size``,
-    ``beta``, ``eta``, ``mu``, ``lambda1``, ``lambda2``, ``lr_img``, ``lr_txt``,
-    ``momentum``, ``weight_decay``, ``similarity_map`` (``auto`` | ``affine`` | ``clamp``),
-    ``alpha_schedule`` (False: α = 1, the README ablation).
+    Hyper-parameters: :class:`DJSRHParams` (defaults = NUS-WIDE official values; per-dataset
+    values from :meth:`dataset_params`). Per-epoch log: losses ``loss`` (weighted),
+    ``loss_cross``, ``loss_img``, ``loss_txt`` (unweighted means over the epoch's batches),
+    value ``alpha``, time ``train``.
 
-    Per-epoch logs: ``loss`` (weighted), ``loss_cross``, ``loss_img``, ``loss_txt``
-    (unweighted means over the epoch's batches), ``alpha``, ``time_train``.
+    Random streams: as the official code, torch seeded with the run's seed gives the default
+    init and a second generator seeded with the seed the batch permutations; both are explicit
+    generators here (:meth:`Rng.raw_torch`).
     """
 
-    name: ClassVar[str] = "djsrh"
-    description: ClassVar[str] = "DJSRH (ICCV 2019), unsupervised, feature-based: joint-semantics reconstruction"
-    uses_labels: ClassVar[bool] = False
-    selects_samples: ClassVar[bool] = False
-    defaults: ClassVar[dict[str, Any]] = {
-        "image_head": "linear",
-        "image_hidden": 4096,
-        "text_hidden": 4096,
-        "epochs": 80,
-        "batch_size": 32,
-        "beta": 0.6,
-        "eta": 0.4,
-        "mu": 1.5,
-        "lambda1": 0.1,
-        "lambda2": 0.1,
-        "lr_img": 1e-3,
-        "lr_txt": 1e-2,
-        "momentum": 0.9,
-        "weight_decay": 5e-4,
-        "similarity_map": "auto",
-        "alpha_schedule": True,
-    }
-    presets: ClassVar[dict[str, dict[str, Any]]] = {
+    name = "djsrh"
+    description = "DJSRH (ICCV 2019), unsupervised, feature-based: joint-semantics reconstruction"
+    Params = DJSRHParams
+    presets = {
         "paper": {},
         "fast": {"text_hidden": 1024},
         "tiny": {"epochs": 5, "text_hidden": 64, "image_hidden": 64, "batch_size": 16},
     }
+    uses_labels = False
 
     @classmethod
     def dataset_params(cls, dataset: str) -> dict[str, Any]:
-        """Per-dataset overrides of ``defaults`` from the official ``settings.py``.
+        """Per-dataset values from the official ``settings.py``.
 
         MIRFlickr, NUS-WIDE and WIKI have official settings; every other dataset (IAPR,
-        COCO, synthetic, generic) gets the NUS-WIDE values (METHODS.md §7.3). The runner
-        merges the result *below* the preset and the user's overrides:
-        ``defaults ← dataset_params(name) ← preset ← overrides``.
-
-        Args:
-            dataset: dataset registry name or alias (``flickr`` → ``mirflickr``, resolved by
-                the dataset registry); an unknown name or a directory gets the NUS-WIDE values.
+        COCO, synthetic, generic) gets the NUS-WIDE values (METHODS.md §7.3).
         """
         try:
             key = DATASETS.canonical(dataset)
@@ -196,83 +196,57 @@ class DJSRH(HashingMethod):
             key = str(dataset).lower()
         return dict(_DATASET_PARAMS.get(key, _NUSWIDE))
 
-    def _check_params(self) -> None:
-        p = self.params
-        check_choice("djsrh", "image_head", p["image_head"], IMAGE_HEADS)
-        check_choice("djsrh", "similarity_map", p["similarity_map"], SIMILARITY_MAPS)
-        check_positive_ints("djsrh", p, ("epochs", "batch_size", "text_hidden", "image_hidden"))
-
-    def _build(self, d_img: int, d_txt: int) -> tuple[nn.Module, nn.Module]:
-        p = self.params
-        img = image_head(p["image_head"], d_img, int(p["image_hidden"]), self.bits)
-        txt = two_layer_mlp(d_txt, int(p["text_hidden"]), self.bits)
-        return img, txt
-
-    def fit(self, view: TrainView, *, seed: int, callback: EpochCallback | None = None) -> None:
-        """Joint SGD on the reconstruction loss; never reads ``view.labels``."""
-        self._check_params()
-        p = self.params
-        device = view.device
-        n = view.n
-        m = min(int(p["batch_size"]), n)
-        epochs = int(p["epochs"])
-        beta, eta, mu = float(p["beta"]), float(p["eta"]), float(p["mu"])
-        lam1, lam2 = float(p["lambda1"]), float(p["lambda2"])
-
-        image = view.image.float()
-        text = view.text.float()
+    def setup(self, data: TrainData, rng: Rng) -> None:
+        p = self.p
+        self._image, self._text = data.image.float(), data.text.float()
         self.similarity_maps_ = {
-            "image": resolve_similarity_map(p["similarity_map"], image),
-            "text": resolve_similarity_map(p["similarity_map"], text),
+            "image": resolve_similarity_map(p.similarity_map, self._image),
+            "text": resolve_similarity_map(p.similarity_map, self._text),
         }
         log.info("djsrh similarity maps: %s", self.similarity_maps_)
+        init = rng.raw_torch()
+        self.img_net = image_head(p.image_head, self._image.shape[1], p.image_hidden, self.bits, init).to(data.device)
+        self.txt_net = mlp(self._text.shape[1], p.text_hidden, self.bits, 2, init).to(data.device)
+        self._gen = rng.raw_torch()
+        common = {"momentum": p.momentum, "weight_decay": p.weight_decay}
+        self._opt_img = torch.optim.SGD(self.img_net.parameters(), lr=p.lr_img, **common)
+        self._opt_txt = torch.optim.SGD(self.txt_net.parameters(), lr=p.lr_txt, **common)
+        self.alpha_ = 1.0
 
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        img_net, txt_net = self._build(image.shape[1], text.shape[1])
-        self.img_net, self.txt_net = img_net.to(device), txt_net.to(device)
-        common = {"momentum": float(p["momentum"]), "weight_decay": float(p["weight_decay"])}
-        opt_img = torch.optim.SGD(self.img_net.parameters(), lr=float(p["lr_img"]), **common)
-        opt_txt = torch.optim.SGD(self.txt_net.parameters(), lr=float(p["lr_txt"]), **common)
+    def train_epoch(self, epoch: int, data: TrainData, rng: Rng) -> EpochLog:
+        """Joint SGD on the reconstruction loss over the epoch's batches; never reads labels."""
+        p = self.p
+        log = EpochLog(epoch)
+        n = data.n
+        m = min(p.batch_size, n)
+        alpha = math.sqrt(epoch + 1.0) if p.alpha_schedule else 1.0
+        self.img_net.train()
+        self.txt_net.train()
+        totals = torch.zeros(3, device=data.device)
         steps = n // m  # drop_last
-
-        for epoch in range(epochs):
-            alpha = math.sqrt(epoch + 1.0) if p["alpha_schedule"] else 1.0
-            self.img_net.train()
-            self.txt_net.train()
-            totals = torch.zeros(3, device=device)
-            t0 = time.perf_counter()
-            perm = torch.randperm(n, generator=gen).to(device)
+        with log.timer("train", data.device):
+            perm = torch.randperm(n, generator=self._gen).to(data.device)
             for k in range(steps):
                 idx = perm[k * m : (k + 1) * m]
-                fi, ft = image[idx], text[idx]
+                fi, ft = self._image[idx], self._text[idx]
                 with torch.no_grad():
-                    target = mu * djsrh_joint_similarity(
-                        fi, ft, beta, eta, self.similarity_maps_["image"], self.similarity_maps_["text"]
+                    target = p.mu * djsrh_joint_similarity(
+                        fi, ft, p.beta, p.eta, self.similarity_maps_["image"], self.similarity_maps_["text"]
                     )
                 code_i = torch.tanh(alpha * self.img_net(fi))
                 code_t = torch.tanh(alpha * self.txt_net(ft))
-                loss, cross, li, lt = djsrh_loss(code_i, code_t, target, lam1, lam2)
-                opt_img.zero_grad(set_to_none=True)
-                opt_txt.zero_grad(set_to_none=True)
+                loss, cross, li, lt = djsrh_loss(code_i, code_t, target, p.lambda1, p.lambda2)
+                self._opt_img.zero_grad(set_to_none=True)
+                self._opt_txt.zero_grad(set_to_none=True)
                 loss.backward()
-                opt_img.step()
-                opt_txt.step()
+                self._opt_img.step()
+                self._opt_txt.step()
                 totals += torch.stack([cross.detach(), li.detach(), lt.detach()])
-            sync(device)
-            cross, li, lt = (totals / max(steps, 1)).tolist()
-            logs = {
-                "loss": cross + lam1 * li + lam2 * lt,
-                "loss_cross": cross,
-                "loss_img": li,
-                "loss_txt": lt,
-                "alpha": alpha,
-                "time_train": time.perf_counter() - t0,
-            }
-            log.debug("djsrh epoch %d: %s", epoch, logs)
-            if callback is not None:
-                callback(epoch, logs)
-        self.alpha_ = alpha if epochs else 1.0
+        cross, li, lt = (totals / max(steps, 1)).tolist()
+        log.losses.update(loss=cross + p.lambda1 * li + p.lambda2 * lt, loss_cross=cross, loss_img=li, loss_txt=lt)
+        log.values["alpha"] = alpha
+        self.alpha_ = alpha
+        return log
 
     # ------------------------------------------------------------------ encode
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:

@@ -28,20 +28,21 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 import warnings
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from torch import nn
 
 from nrchbench.errors import ConfigError, RunFailed
-from nrchbench.methods._common import derive_seed, iter_batches, mlp, seeded_generator, sync
-from nrchbench.methods.base import EpochCallback, HashingMethod, TrainView
+from nrchbench.methods._common import iter_batches, mlp
+from nrchbench.methods.base import EpochLog, HashingMethod, Mixture, Rng, TrainData
+from nrchbench.params import Params
 from nrchbench.registry import METHODS
 
 log = logging.getLogger(__name__)
@@ -247,27 +248,37 @@ class _HashHead(nn.Module):
 
 
 # ============================================================================ methods
-_DEFAULTS: dict[str, Any] = {
-    "hidden": 8192,
-    "image_layers": 3,
-    "text_layers": 2,
-    "lam": 0.6,
-    "margin": 0.2,
-    "shift": 1.0,
-    "tau": 1.0,
-    "lr": 1e-5,
-    "weight_decay": 1e-5,
-    "batch_size": 128,
-    "epochs": 100,
-    "theta": 0.3,
-    "theta_schedule": "const",
-    "dns_start_epoch": 19,
-    "gmm_max_iter": 10,
-    "gmm_tol": 0.5,
-    "gmm_reg_covar": 5e-4,
-    "rch_bidirectional": False,
-    "rch_mask": "zero",
-}
+class _NRCHCoreParams(Params):
+    """Parameters every NRCH variant shares (defaults = the official code, METHODS.md §4.6)."""
+
+    hidden: int = Field(8192, ge=1, description="units of every hidden layer")
+    image_layers: int = Field(3, ge=1, description="Linear layers of the image net")
+    text_layers: int = Field(2, ge=1, description="Linear layers of the text net")
+    lam: float = Field(0.6, ge=0, le=1, description="λ: weight of L_r against L_q (the code's --Lambda)")
+    margin: float = Field(0.2, description="m of the RCH hard-negative mask")
+    shift: float = Field(1.0, description="ξ subtracted from easy negatives")
+    tau: float = Field(1.0, gt=0, description="temperature τ")
+    lr: float = Field(1e-5, gt=0, description="RMSprop learning rate")
+    weight_decay: float = Field(1e-5, ge=0, description="RMSprop weight decay")
+    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(100, ge=1)
+    rch_bidirectional: bool = Field(False, description="False: L_r = 2·ℓ_i2t (code); True: ℓ_i2t + ℓ_t2i")
+    rch_mask: Literal["zero", "exclude"] = Field("zero", description="label-sharing pairs: logit 0 (code) or −∞")
+
+
+class NRCHParams(_NRCHCoreParams):
+    dns_start_epoch: int = Field(19, ge=0, description="first epoch index at which the selection applies")
+    theta: float = Field(0.3, ge=0, le=1, description="θ: keep rows with p_clean ≥ θ")
+    theta_schedule: Literal["const", "linear"] = Field("const", description="const (code) or linear (paper)")
+    gmm_max_iter: int = Field(10, ge=1)
+    gmm_tol: float = Field(0.5, gt=0)
+    gmm_reg_covar: float = Field(5e-4, ge=0)
+
+
+class NRCHNoGMMParams(_NRCHCoreParams):
+    dns_start_epoch: int = Field(19, ge=0, description="first epoch index at which the selection applies")
+    loss_threshold: float = Field(0.5, ge=0, le=1, description="keep rows whose min–max normalised loss ≤ this")
+
 
 # CPU-friendly: 1,024-unit layers (≈1/60 of the paper's multiply-adds per sample), 40
 # epochs with the DNS start scaled from 19/100 to 8/40, and lr 1e-4: narrower layers need a
@@ -280,191 +291,123 @@ _FAST: dict[str, Any] = {"hidden": 1024, "epochs": 40, "dns_start_epoch": 8, "lr
 _TINY: dict[str, Any] = {"hidden": 64, "epochs": 4, "dns_start_epoch": 2, "lr": 1e-3, "batch_size": 64}
 
 
-def _only(d: dict[str, Any], keys: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if k in keys}
+def _presets_for(params: type[Params]) -> dict[str, dict[str, Any]]:
+    names = set(params.model_fields)
+    return {
+        "paper": {},
+        "fast": {k: v for k, v in _FAST.items() if k in names},
+        "tiny": {k: v for k, v in _TINY.items() if k in names},
+    }
 
 
 @METHODS.register("nrch")
 class NRCH(HashingMethod):
     """NRCH: robust contrastive hashing with a GMM noise separator (official recipe).
 
-    Parameters (defaults = the official code, METHODS.md §4.6): ``hidden`` (8192),
-    ``image_layers`` (3 Linear layers), ``text_layers`` (2), ``lam`` (λ = 0.6, the code's
-    ``--Lambda``), ``margin`` (0.2), ``shift`` (ξ = 1.0), ``tau`` (1.0), ``lr`` and
-    ``weight_decay`` (1e-5 each, two RMSprop optimisers: image net + W, text net),
-    ``batch_size`` (128), ``epochs`` (100), ``theta`` (0.3), ``theta_schedule`` (``const``),
-    ``dns_start_epoch`` (19), ``gmm_max_iter`` (10), ``gmm_tol`` (0.5), ``gmm_reg_covar``
-    (5e-4), ``rch_bidirectional`` (False), ``rch_mask`` (``zero``). See the module docstring.
+    Parameters: see :class:`NRCHParams` (defaults = the official code, METHODS.md §4.6) and
+    the module docstring for the switches.
 
     Presets: ``paper`` = the defaults; ``fast`` = hidden 1024, 40 epochs, DNS from epoch 8,
     lr 1e-4 (CPU-friendly, same behaviour); ``tiny`` = hidden 64, 4 epochs, DNS from epoch 2,
     lr 1e-3, batch 64 (tests).
 
-    Per-epoch logs: ``loss``, ``loss_rch``, ``loss_q``, ``loss_w`` (means over the trained
-    batches; absent in an epoch where no row is selected), ``time_train``,
-    ``time_dns_loss``, ``time_gmm``, ``theta``, and the special keys ``selected``,
-    ``sample_loss`` (min–max normalised) and ``gmm``.
+    Per-epoch log: losses ``loss``, ``loss_rch``, ``loss_q``, ``loss_w`` (means over the
+    trained batches; absent in an epoch where no row is selected), times ``train``,
+    ``dns_loss``, ``gmm``, value ``theta``, and ``selected``, ``sample_loss`` (min–max
+    normalised) and ``mixture``.
     """
 
     name = "nrch"
     description = "NRCH (ACM MM 2024): robust contrastive hashing + GMM noise separator, official recipe"
+    Params = NRCHParams
+    presets = _presets_for(NRCHParams)
     uses_labels = True
     selects_samples = True
-    defaults = dict(_DEFAULTS)
-    presets = {"paper": {}, "fast": dict(_FAST), "tiny": dict(_TINY)}
-
-    def __init__(self, bits: int = 64, **params: Any) -> None:
-        super().__init__(bits, **params)
-        self._validate()
-        self._img: nn.Module | None = None
-        self._txt: nn.Module | None = None
-        self._W: nn.Parameter | None = None
-
-    # ---------------------------------------------------------------- validation
-    def _validate(self) -> None:
-        p = self.params
-
-        def bad(key: str, expected: str) -> ConfigError:
-            return ConfigError(f"{self.name} parameter {key!r}: expected {expected}, got {p[key]!r}")
-
-        if self.bits < 1:
-            raise ConfigError(f"{self.name}: bits must be a positive integer, got {self.bits}")
-        for key in ("hidden", "epochs", "batch_size"):
-            if key in p and int(p[key]) < 1:
-                raise bad(key, "a positive integer")
-        for key in ("image_layers", "text_layers"):
-            if key in p and int(p[key]) < 1:
-                raise bad(key, "at least 1 Linear layer")
-        if "theta_schedule" in p and p["theta_schedule"] not in ("const", "linear"):
-            raise bad("theta_schedule", "'const' or 'linear'")
-        if p.get("rch_mask", "zero") not in ("zero", "exclude"):
-            raise bad("rch_mask", "'zero' or 'exclude'")
-        if "theta" in p and not 0.0 <= float(p["theta"]) <= 1.0:
-            raise bad("theta", "a probability in [0, 1]")
-        if float(p["tau"]) <= 0:
-            raise bad("tau", "a positive temperature")
-        if "dns_start_epoch" in p and int(p["dns_start_epoch"]) < 0:
-            raise bad("dns_start_epoch", "a non-negative epoch index")
+    LOSS_KEYS: ClassVar[tuple[str, ...]] = ("loss", "loss_rch", "loss_q", "loss_w")
 
     # ---------------------------------------------------------------- training
-    def _build(self, view: TrainView, seed: int) -> None:
-        p = self.params
-        gen = seeded_generator(seed, "init")
-        img = _HashHead(mlp(view.image.shape[1], p["hidden"], self.bits, p["image_layers"], gen))
-        txt = _HashHead(mlp(view.text.shape[1], p["hidden"], self.bits, p["text_layers"], gen))
-        W = torch.empty(view.num_classes, self.bits)
+    def setup(self, data: TrainData, rng: Rng) -> None:
+        p = self.p
+        gen = rng.torch("init")
+        img = _HashHead(mlp(data.image.shape[1], p.hidden, self.bits, p.image_layers, gen))
+        txt = _HashHead(mlp(data.text.shape[1], p.hidden, self.bits, p.text_layers, gen))
+        W = torch.empty(data.num_classes, self.bits)
         nn.init.orthogonal_(W, gain=1.0, generator=gen)
-        self._img = img.to(view.device)
-        self._txt = txt.to(view.device)
-        self._W = nn.Parameter(W.to(view.device))
+        self.img_net = img.to(data.device)
+        self.txt_net = txt.to(data.device)
+        self.W = nn.Parameter(W.to(data.device))
+        self._opt_img = torch.optim.RMSprop([*self.img_net.parameters(), self.W], lr=p.lr, weight_decay=p.weight_decay)
+        self._opt_txt = torch.optim.RMSprop(self.txt_net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        self._batch_gen = rng.torch("batches")
+        self._pd = self.params
 
     @torch.no_grad()
-    def _sample_losses(self, view: TrainView, labels: torch.Tensor) -> np.ndarray:
+    def sample_losses(self, data: TrainData) -> np.ndarray:
         """ℓ_i for every training row with the current networks (batched, no autograd)."""
-        assert self._img is not None and self._txt is not None and self._W is not None
+        labels = data.labels.to(torch.float32)
         out = []
-        for s in range(0, view.n, DNS_CHUNK):
-            h = self._img(view.image[s : s + DNS_CHUNK].to(torch.float32))
-            g = self._txt(view.text[s : s + DNS_CHUNK].to(torch.float32))
-            out.append(per_sample_loss(h, g, self._W, labels[s : s + DNS_CHUNK]))
+        for s in range(0, data.n, DNS_CHUNK):
+            h = self.img_net(data.image[s : s + DNS_CHUNK].to(torch.float32))
+            g = self.txt_net(data.text[s : s + DNS_CHUNK].to(torch.float32))
+            out.append(per_sample_loss(h, g, self.W, labels[s : s + DNS_CHUNK]))
         losses = torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
         if not np.isfinite(losses).all():
             raise RunFailed(f"NaN in {self.name} per-sample loss; lower 'lr' or check the input features")
         return losses
 
-    def _select(self, view: TrainView, labels: torch.Tensor, epoch: int, seed: int) -> tuple[np.ndarray | None, dict]:
-        """The DNS of one epoch: (bool mask over training rows or None = all, logs)."""
-        p = self.params
-        t0 = time.perf_counter()
-        norm = minmax_normalise(self._sample_losses(view, labels))
-        t1 = time.perf_counter()
-        p_clean, info = gmm_clean_posterior(
-            norm,
-            max_iter=p["gmm_max_iter"],
-            tol=p["gmm_tol"],
-            reg_covar=p["gmm_reg_covar"],
-            random_state=derive_seed(seed, "gmm", epoch) % (2**32),
-        )
-        theta = theta_at(epoch, p)
-        selected = p_clean >= theta
-        t2 = time.perf_counter()
-        logs = {
-            "time_dns_loss": t1 - t0,
-            "time_gmm": t2 - t1,
-            "theta": theta,
-            "selected": selected,
-            "sample_loss": norm,
-            "gmm": info,
-        }
-        return selected, logs
+    def select(self, epoch: int, data: TrainData, rng: Rng, log: EpochLog) -> np.ndarray | None:
+        """The Dynamic Noise Separator of one epoch: a bool mask over training rows (None = all)."""
+        p = self.p
+        with log.timer("dns_loss"):
+            norm = minmax_normalise(self.sample_losses(data))
+        with log.timer("gmm"):
+            p_clean, info = gmm_clean_posterior(
+                norm,
+                max_iter=p.gmm_max_iter,
+                tol=p.gmm_tol,
+                reg_covar=p.gmm_reg_covar,
+                random_state=rng.seed("gmm", epoch) % (2**32),
+            )
+            theta = theta_at(epoch, self._pd)
+            selected = p_clean >= theta
+        log.values["theta"] = theta
+        log.selected, log.sample_loss, log.mixture = selected, norm, Mixture(**info)
+        return selected
 
-    def fit(self, view: TrainView, *, seed: int, callback: EpochCallback | None = None) -> None:
-        """Train for ``epochs`` epochs (DNS, then the selected batches); randomness from ``seed``."""
-        p = self.params
-        device = view.device
-        self._build(view, seed)
-        assert self._img is not None and self._txt is not None and self._W is not None
-        opt_img = torch.optim.RMSprop([*self._img.parameters(), self._W], lr=p["lr"], weight_decay=p["weight_decay"])
-        opt_txt = torch.optim.RMSprop(self._txt.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
-        batch_gen = seeded_generator(seed, "batches")
-        labels = view.labels.to(torch.float32)
-        image, text = view.image.to(torch.float32), view.text.to(torch.float32)
-        keys = ("loss", "loss_rch", "loss_q", "loss_w")
-
-        for epoch in range(p["epochs"]):
-            selected, logs = self._select(view, labels, epoch, seed)
-            keep = None
-            if selected is not None and not selected.all():
-                keep = torch.from_numpy(selected).to(device)
-
-            t0 = time.perf_counter()
-            sums = torch.zeros(len(keys), device=device)
-            batches = 0
-            for idx in iter_batches(view.n, p["batch_size"], batch_gen, device):
+    def train_epoch(self, epoch: int, data: TrainData, rng: Rng) -> EpochLog:
+        log = EpochLog(epoch)
+        selected = self.select(epoch, data, rng, log)
+        keep = None if selected is None or selected.all() else torch.from_numpy(selected).to(data.device)
+        labels = data.labels.to(torch.float32)
+        image, text = data.image.to(torch.float32), data.text.to(torch.float32)
+        sums = torch.zeros(len(self.LOSS_KEYS), device=data.device)
+        batches = 0
+        with log.timer("train", data.device):
+            for idx in iter_batches(data.n, self.p.batch_size, self._batch_gen, data.device):
                 if keep is not None:
                     idx = idx[keep[idx]]
                     if idx.numel() == 0:
                         continue
-                terms = nrch_batch_loss(self._img(image[idx]), self._txt(text[idx]), self._W, labels[idx], p)
-                opt_img.zero_grad(set_to_none=True)
-                opt_txt.zero_grad(set_to_none=True)
+                terms = nrch_batch_loss(
+                    self.img_net(image[idx]), self.txt_net(text[idx]), self.W, labels[idx], self._pd
+                )
+                self._opt_img.zero_grad(set_to_none=True)
+                self._opt_txt.zero_grad(set_to_none=True)
                 terms["loss"].backward()
-                opt_img.step()
-                opt_txt.step()
-                sums += torch.stack([terms[k].detach() for k in keys])
+                self._opt_img.step()
+                self._opt_txt.step()
+                sums += torch.stack([terms[k].detach() for k in self.LOSS_KEYS])
                 batches += 1
-            sync(device)
-            logs["time_train"] = time.perf_counter() - t0
-
-            if batches:
-                means = (sums / batches).tolist()
-                if not all(math.isfinite(m) for m in means):
-                    raise RunFailed(f"NaN in {self.name} training loss at epoch {epoch}; lower 'lr'")
-                logs.update(zip(keys, means))
-            log.debug("%s epoch %d: %s", self.name, epoch, {k: logs.get(k) for k in keys})
-            if callback is not None:
-                callback(epoch, logs)
+        if batches:
+            log.losses.update(zip(self.LOSS_KEYS, (sums / batches).tolist()))
+        return log
 
     # ---------------------------------------------------------------- inference
-    def _check_fitted(self) -> None:
-        if self._img is None or self._txt is None:
-            raise RuntimeError(f"{self.name}: call fit() before encoding")
-
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_fitted()
-        assert self._img is not None
-        return self._img(x.to(torch.float32))
+        return self.img_net(x.to(torch.float32))
 
     def encode_text(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_fitted()
-        assert self._txt is not None
-        return self._txt(x.to(torch.float32))
-
-
-_NOGMM_DEFAULTS = {
-    **{k: v for k, v in _DEFAULTS.items() if k not in ("theta", "theta_schedule") and not k.startswith("gmm_")},
-    "loss_threshold": 0.5,
-}
+        return self.txt_net(x.to(torch.float32))
 
 
 @METHODS.register("nrch-nogmm")
@@ -480,34 +423,23 @@ class NRCHNoGMM(NRCH):
     extreme loss stretches the min–max range and makes the rule keep almost everything.
 
     All other parameters, presets and logs as :class:`NRCH` (no ``theta``/``gmm_*``
-    parameters, no ``time_gmm``/``gmm``/``theta`` logs).
+    parameters, no ``gmm`` time, mixture or ``theta``).
     """
 
     name = "nrch-nogmm"
     description = "NRCH ablation: GMM replaced by a fixed threshold (0.5) on the min–max normalised loss"
-    defaults = dict(_NOGMM_DEFAULTS)
-    presets = {k: _only(v, _NOGMM_DEFAULTS) for k, v in NRCH.presets.items()}
+    Params = NRCHNoGMMParams
+    presets = _presets_for(NRCHNoGMMParams)
 
-    def _validate(self) -> None:
-        super()._validate()
-        if not 0.0 <= float(self.params["loss_threshold"]) <= 1.0:
-            raise ConfigError(
-                f"{self.name} parameter 'loss_threshold': expected a value in [0, 1] (losses are min–max "
-                f"normalised), got {self.params['loss_threshold']!r}"
-            )
-
-    def _select(self, view: TrainView, labels: torch.Tensor, epoch: int, seed: int) -> tuple[np.ndarray | None, dict]:
-        t0 = time.perf_counter()
-        norm = minmax_normalise(self._sample_losses(view, labels))
-        if epoch >= self.params["dns_start_epoch"]:
-            selected = norm <= self.params["loss_threshold"]
-        else:
-            selected = np.ones(norm.shape[0], dtype=bool)
-        logs = {"time_dns_loss": time.perf_counter() - t0, "selected": selected, "sample_loss": norm}
-        return selected, logs
-
-
-_NODNS_DEFAULTS = {k: v for k, v in _NOGMM_DEFAULTS.items() if k not in ("dns_start_epoch", "loss_threshold")}
+    def select(self, epoch: int, data: TrainData, rng: Rng, log: EpochLog) -> np.ndarray | None:
+        with log.timer("dns_loss"):
+            norm = minmax_normalise(self.sample_losses(data))
+            if epoch >= self.p.dns_start_epoch:
+                selected = norm <= self.p.loss_threshold
+            else:
+                selected = np.ones(norm.shape[0], dtype=bool)
+        log.selected, log.sample_loss = selected, norm
+        return selected
 
 
 @METHODS.register("nrch-nodns")
@@ -518,14 +450,14 @@ class NRCHNoDNS(NRCH):
     **kept**: it cannot change the hash networks (h and g are detached in it), it costs a
     C×L product per batch, and keeping it makes ``loss`` comparable with ``nrch`` and the
     training bit-identical to ``nrch`` with a DNS start after the last epoch. Logs the loss
-    terms and ``time_train`` only; nothing about selection.
+    terms and the ``train`` time only; nothing about selection.
     """
 
     name = "nrch-nodns"
     description = "NRCH ablation: no noise separator (every sample trains every epoch)"
+    Params = _NRCHCoreParams
+    presets = _presets_for(_NRCHCoreParams)
     selects_samples = False
-    defaults = dict(_NODNS_DEFAULTS)
-    presets = {k: _only(v, _NODNS_DEFAULTS) for k, v in NRCH.presets.items()}
 
-    def _select(self, view: TrainView, labels: torch.Tensor, epoch: int, seed: int) -> tuple[np.ndarray | None, dict]:
-        return None, {}
+    def select(self, epoch: int, data: TrainData, rng: Rng, log: EpochLog) -> np.ndarray | None:
+        return None

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import io
 import os
+import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -194,24 +196,49 @@ def load_codes(path: str | os.PathLike, *, packed: bool = False) -> dict[str, An
 
     Returns:
         dict name → ``int8`` codes (or ``(words, bits)``), and name → ``uint8`` labels.
+
+    Raises:
+        DataError: one line naming the file: missing, truncated, corrupt (a bad zip member or
+            checksum), another format, or arrays that do not form codes and labels.
     """
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise DataError(f"{os.fspath(path)}: not a readable codes file ({e}); re-run with --save-codes") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(
+            f"{os.fspath(path)}: not a readable codes file ({_one_line(e)}); re-run with --save-codes"
+        ) from None
     fmt = str(data.pop("__format__", ""))
     if fmt != CODES_FORMAT:
         raise DataError(
             f"{os.fspath(path)}: expected format {CODES_FORMAT!r}, found {fmt or 'none'}; re-save the codes"
         )
+    try:
+        return _parse_codes(data, packed)
+    except (KeyError, TypeError, ValueError, ConfigError) as e:
+        raise DataError(f"{os.fspath(path)}: damaged codes file ({_one_line(e)}); re-run with --save-codes") from None
+
+
+def _parse_codes(data: dict[str, np.ndarray], packed: bool) -> dict[str, Any]:
+    """Codes (unpacked, or ``(words, bits)``) and labels from the arrays of a codes file."""
     result: dict[str, Any] = {}
     for name, a in data.items():
         if name.endswith("__bits"):
             continue
         if name.endswith("labels"):
+            if a.ndim not in (1, 2):
+                raise ValueError(f"{name} has shape {a.shape}, expected items × classes")
             result[name] = a
             continue
+        if f"{name}__bits" not in data:
+            raise KeyError(f"{name}__bits (the code length of {name}) is missing")
         bits = int(data[f"{name}__bits"])
-        result[name] = (a, bits) if packed else unpack(a, bits)
+        codes = unpack(a, bits)  # checks the dtype and that the words hold the bits
+        result[name] = (a, bits) if packed else codes
     return result
+
+
+def _one_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none)."""
+    text = str(e).strip().strip("'").splitlines()
+    return text[0] if text else type(e).__name__

@@ -9,10 +9,10 @@ are eligible, :meth:`~nrchbench.noise.base.NoiseModel.apply` raises a ConfigErro
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, StrictInt, ValidationInfo, field_validator
 
 from nrchbench.errors import ConfigError
 from nrchbench.noise.base import (
@@ -23,16 +23,17 @@ from nrchbench.noise.base import (
     SampleNoiseModel,
     stream,
 )
+from nrchbench.params import Params
 from nrchbench.registry import NOISE
 
-__all__ = ["AsymmetricNoise", "BitflipNoise", "NRCHNoise", "SymmetricNoise"]
+__all__ = ["AsymmetricNoise", "AsymmetricParams", "BitflipNoise", "BitflipParams", "NRCHNoise", "SymmetricNoise"]
 
 
 def _cardinality(y: np.ndarray) -> np.ndarray:
     return y.sum(1, dtype=np.int64)
 
 
-@NOISE.register("nrch")
+@NOISE.register("one-swap")
 class NRCHNoise(SampleNoiseModel):
     """NRCH official generator: one random positive off, one random negative on (cardinality kept).
 
@@ -43,9 +44,8 @@ class NRCHNoise(SampleNoiseModel):
     "cardinality kept, exactly 2 entries flipped" property).
     """
 
-    name = "nrch"
+    name = "one-swap"
     description = "NRCH official generator: one random positive off and one random negative on (cardinality kept)."
-    defaults: dict[str, Any] = {}
     ineligible_reason = "they have no positive or no negative label to swap"
 
     def eligible(self, y: np.ndarray, state: Any) -> np.ndarray:
@@ -82,7 +82,6 @@ class SymmetricNoise(SampleNoiseModel):
 
     name = "symmetric"
     description = "Relabel to a uniformly drawn different class (multi-label: a different label set of the same size)."
-    defaults: dict[str, Any] = {}
     ineligible_reason = "they have no label or every label (no different set of the same size exists)"
 
     def prepare(self, y: np.ndarray, seed: int, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
@@ -135,32 +134,23 @@ def _smallest(keys: np.ndarray, mask: np.ndarray, counts: np.ndarray) -> np.ndar
 
 def _check_involution(perm: np.ndarray, c: int, what: str) -> np.ndarray:
     if perm.shape != (c,) or not np.array_equal(np.sort(perm), np.arange(c)):
-        raise ConfigError(f"asymmetric noise: {what} must be a permutation of 0..{c - 1}, got {perm.tolist()}")
+        raise ConfigError(f"noise model 'asymmetric': {what} must be a permutation of 0..{c - 1}, got {perm.tolist()}")
     if not np.array_equal(perm[perm], np.arange(c)):
         raise ConfigError(
-            f"asymmetric noise: {what} must be an involution (π(π(c)) = c, classes swapped in pairs); "
+            f"noise model 'asymmetric': {what} must be an involution (π(π(c)) = c, classes swapped in pairs); "
             f"got {perm.tolist()}"
         )
     return perm
 
 
-def _perm_from_pairs(pairs: Any, c: int) -> np.ndarray:
+def _perm_from_pairs(pairs: list[list[int]], c: int) -> np.ndarray:
+    # Types, shapes and repeated classes are checked by AsymmetricParams; the range needs C.
     perm = np.arange(c)
-    seen: set[int] = set()
-    try:
-        items = [tuple(p) for p in pairs]
-    except TypeError:
-        items = [()]
-    for p in items:
-        if len(p) != 2 or not all(isinstance(v, Integral) and not isinstance(v, bool) for v in p):
-            raise ConfigError(f"asymmetric noise: 'pairs' must be a list of [a, b] class indices, got {pairs!r}")
-        a, b = int(p[0]), int(p[1])
-        if not (0 <= a < c and 0 <= b < c) or a == b or a in seen or b in seen:
+    for a, b in pairs:
+        if not (0 <= a < c and 0 <= b < c):
             raise ConfigError(
-                f"asymmetric noise: bad pair [{a}, {b}] in 'pairs': classes must be distinct, in 0..{c - 1}, "
-                "and each used at most once"
+                f"noise model 'asymmetric': bad pair [{a}, {b}] in 'pairs': classes must be in 0..{c - 1}"
             )
-        seen.update((a, b))
         perm[a], perm[b] = b, a
     return perm
 
@@ -194,6 +184,52 @@ def _perm_cooccurrence(y: np.ndarray) -> np.ndarray:
     return perm
 
 
+class AsymmetricParams(Params):
+    """Parameters of ``asymmetric`` noise (the class pairing π)."""
+
+    mode: Literal["random", "cooccurrence"] = Field(
+        "random",
+        description="random: pairing drawn from the seed; cooccurrence: most co-occurring classes paired (seed-free)",
+    )
+    pairs: list[list[StrictInt]] | None = Field(
+        None, description="the pairing given as [[a, b], ...] (classes swapped; unlisted classes fixed)"
+    )
+    permutation: list[StrictInt] | None = Field(None, description="the pairing given as an involution of 0..C-1")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _lower_mode(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+    @field_validator("pairs")
+    @classmethod
+    def _check_pairs(cls, v: list[list[int]] | None, info: ValidationInfo) -> list[list[int]] | None:
+        if v is None:
+            return v
+        if info.data.get("mode", "random") != "random":
+            raise ValueError(f"mode {info.data['mode']!r} draws its own pairing; drop 'pairs'/'permutation'")
+        seen: set[int] = set()
+        for p in v:
+            if len(p) != 2:
+                raise ValueError(f"'pairs' must be a list of [a, b] class indices; {p} is not a pair")
+            a, b = p
+            if a == b or a in seen or b in seen:
+                raise ValueError(f"bad pair [{a}, {b}]: classes must be distinct and each used at most once")
+            seen.update((a, b))
+        return v
+
+    @field_validator("permutation")
+    @classmethod
+    def _check_permutation(cls, v: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        if v is None:
+            return v
+        if info.data.get("pairs") is not None:
+            raise ValueError("give either 'pairs' or 'permutation', not both")
+        if info.data.get("mode", "random") != "random":
+            raise ValueError(f"mode {info.data['mode']!r} draws its own pairing; drop 'pairs'/'permutation'")
+        return v
+
+
 @NOISE.register("asymmetric")
 class AsymmetricNoise(SampleNoiseModel):
     """Class-dependent flip through a class involution π (c → π(c); multi-label: every positive moves).
@@ -211,29 +247,15 @@ class AsymmetricNoise(SampleNoiseModel):
     description = (
         "Class-dependent flip through a fixed class pairing π (random from the seed, given, or co-occurrence)."
     )
-    defaults: dict[str, Any] = {"mode": "random", "pairs": None, "permutation": None}
+    Params = AsymmetricParams
     ineligible_reason = "π maps their label set onto itself"
-    modes = ("random", "cooccurrence")
 
     def prepare(self, y: np.ndarray, seed: int, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         c = y.shape[1]
-        mode = str(params["mode"]).lower()
-        if mode not in self.modes:
-            raise ConfigError(
-                f"asymmetric noise: unknown mode {params['mode']!r}; choose one of {', '.join(self.modes)}"
-            )
+        mode = params["mode"]
         pairs, permutation = params["pairs"], params["permutation"]
-        if pairs is not None and permutation is not None:
-            raise ConfigError("asymmetric noise: give either 'pairs' or 'permutation', not both")
-        if (pairs is not None or permutation is not None) and mode != "random":
-            raise ConfigError(f"asymmetric noise: mode {mode!r} draws its own pairing; drop 'pairs'/'permutation'")
         if permutation is not None:
-            raw = np.asarray(permutation)
-            if raw.ndim != 1 or not np.issubdtype(raw.dtype, np.integer):
-                raise ConfigError(
-                    f"asymmetric noise: 'permutation' must be a list of {c} class indices, got {permutation!r}"
-                )
-            perm = _check_involution(raw.astype(np.int64), c, "'permutation'")
+            perm = _check_involution(np.asarray(permutation, dtype=np.int64), c, "'permutation'")
             mode = "given"
         elif pairs is not None:
             perm = _perm_from_pairs(pairs, c)
@@ -263,6 +285,21 @@ class AsymmetricNoise(SampleNoiseModel):
         return rows[:, state]
 
 
+class BitflipParams(Params):
+    """Parameters of ``bitflip`` noise."""
+
+    rho_neg: float | None = Field(
+        None, ge=0, le=1, description="probability that a negative turns on (default: cardinality-balanced)"
+    )
+
+    @field_validator("rho_neg", mode="before")
+    @classmethod
+    def _no_bool(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("must be a number in [0, 1], not a bool")
+        return v
+
+
 @NOISE.register("bitflip")
 class BitflipNoise(NoiseModel):
     """Per-entry flips: each positive turns off with ρ+ = rate, each negative turns on with ρ−.
@@ -279,7 +316,7 @@ class BitflipNoise(NoiseModel):
         "Per-entry flips: positives off with rho+ (= rate), negatives on with rho- (default cardinality-balanced)."
     )
     unit = "entry"
-    defaults: dict[str, Any] = {"rho_neg": None}
+    Params = BitflipParams
 
     def _apply(
         self, y: np.ndarray, rate: float, seed: int, params: dict[str, Any]
@@ -291,8 +328,6 @@ class BitflipNoise(NoiseModel):
             rule = "balanced"
             rho_neg = min(1.0, rate * k_mean / (c - k_mean)) if c - k_mean > 0 else 0.0
         else:
-            if isinstance(rho_neg, bool) or not isinstance(rho_neg, Real) or not 0.0 <= float(rho_neg) <= 1.0:
-                raise ConfigError(f"bitflip noise: 'rho_neg' must be a number in [0, 1], got {rho_neg!r}")
             rule = "given"
             rho_neg = float(rho_neg)
         rng = stream(seed, STREAM_DRAWS)

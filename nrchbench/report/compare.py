@@ -1,15 +1,40 @@
-"""Our numbers beside a published reference (the NRCH paper), in the leaderboard layout.
+"""Our numbers beside a published reference, like with like, each number's convention stated.
 
-The reference is package data (``nrchbench/reference/nrch_mm24.csv``, loaded with
-:mod:`importlib.resources`) or any CSV with the same columns. Every output states that the
-paper selected NRCH's checkpoint on the query set and used the official unseeded noise
-generator, while nrchbench reports the last epoch with seeded noise.
+A reference is a CSV file that carries its own source and conventions in ``#`` header lines
+before the column names::
+
+    # source: Wang et al., "Robust Contrastive Cross-modal Hashing with Noisy Labels", ACM MM 2024
+    # metric: map
+    # selection: not stated
+    # selection[nrch]: best of 5 evaluations on the query set
+    # zero_relevant: exclude
+    # split: nrch
+    # note: DJSRH is unsupervised: the same numbers at every noise rate.
+    dataset,method,direction,noise_model,noise_rate,bits,value
+    mirflickr,nrch,avg,nrch,0.2,16,0.781
+
+Header keys (all optional; ``key[method]`` applies to one method's rows): ``source``,
+``url``, ``metric`` (our metric key the numbers are, default ``map`` = mAP@all; ``map@50``
+etc.), ``selection`` (how the reference chose its checkpoint), ``zero_relevant``
+(``exclude``, ``zero`` or free text), ``params`` (``key=value`` list: the method's
+non-default parameters), ``split``, ``noise``, ``features``, and ``note`` (repeatable).
+Columns: ``dataset``, ``method``, ``direction`` (i2t, t2i, avg), ``noise_model``,
+``noise_rate``, ``bits``, the number in ``value`` (or ``map``), and optionally per-row
+``params`` (``k=v;k=v``), ``metric``, ``selection``, ``zero_relevant``.
+
+Rows match ours on method identity — the registry name and its non-default parameters —
+never on display labels: a reference row ``dcmh`` with ``params standardize=true`` is our
+``DCMH (standardize)``. Each reference metric is compared with the same metric of ours
+(evaluated again from saved codes where a record lacks it, otherwise "not computed").
 """
 
 from __future__ import annotations
 
+import io
+import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -18,213 +43,270 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nrchbench.errors import ConfigError
-from nrchbench.report.tables import (
-    DASH,
-    Leaderboard,
-    _booktabs,
-    _latex_columns,
-    _latex_escape,
-    _latex_label,
-    _long_csv,
-    _markdown_table,
-    leaderboard,
-)
+from nrchbench.errors import ConfigError, NrchbenchError
+from nrchbench.jsonutil import canonical_json
+from nrchbench.params import parse_key_values
+from nrchbench.records import Record
+from nrchbench.report.labels import dataset_name, metric_label, non_default
+from nrchbench.report.leaderboard import Leaderboard, leaderboard, metric_direction
+from nrchbench.report.render import Cell, View
+
+__all__ = ["REFERENCES", "Comparison", "Reference", "compare_with_reference", "load_reference"]
 
 REFERENCES = {"paper": "nrch_mm24.csv"}
-REFERENCE_COLUMNS = ("dataset", "method", "direction", "noise_model", "noise_rate", "bits", "map")
-PAPER_PROTOCOL_NOTE = (
-    "Paper (Wang et al., ACM MM 2024): NRCH's checkpoint is the best of 5 evaluations on the query "
-    "set (model selection on the test queries), label noise from the official unseeded generator, "
-    "VGG-19 fc7 image / bag-of-words text features. Ours: the last epoch, seeded noise, nothing "
-    "selected on the query set. Cells: ours / paper (Δ = ours − paper)."
-)
+COLUMNS = ("dataset", "method", "direction", "noise_model", "noise_rate", "bits")
+HEADER_KEYS = ("source", "url", "metric", "selection", "zero_relevant", "params", "split", "noise", "features", "note")
+_PER_ROW = ("metric", "selection", "zero_relevant", "params")
+_HEADER = re.compile(r"^#\s*([a-z_]+)(?:\[([^\]]+)\])?\s*:\s*(.*)$")
 
 
-def load_reference(reference: str | Path = "paper") -> pd.DataFrame:
-    """A reference table: ``"paper"`` (the NRCH paper's published mAP, package data) or a CSV path.
+@dataclass
+class Reference:
+    """A loaded reference: ``table`` (one row per number, conventions resolved per row) and its header."""
+
+    name: str
+    table: pd.DataFrame
+    header: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        return self.header.get("source") or f"{self.name} (source not stated)"
+
+
+def _canonical(kind: str, name: str) -> str:
+    from nrchbench.registry import DATASETS, METHODS, NOISE
+
+    try:
+        return {"method": METHODS, "noise": NOISE, "dataset": DATASETS}[kind].canonical(name)
+    except NrchbenchError:
+        return name
+
+
+def _read_header(lines: list[str], name: str) -> tuple[dict[str, str], list[str], int]:
+    header: dict[str, str] = {}
+    notes: list[str] = []
+    n = 0
+    for line in lines:
+        if not line.startswith("#"):
+            break
+        n += 1
+        m = _HEADER.match(line.strip())
+        if not line.strip("# \n"):
+            continue
+        if not m or m[1] not in HEADER_KEYS or (m[2] and m[1] not in _PER_ROW):
+            raise ConfigError(
+                f"reference {name!r} line {n}: expected '# key: value' or '# key[method]: value' with key one of "
+                f"{', '.join(HEADER_KEYS)} (per method: {', '.join(_PER_ROW)}), got {line.strip()!r}"
+            )
+        if m[1] == "note":
+            notes.append(m[3].strip())
+        else:
+            header[f"{m[1]}[{_canonical('method', m[2])}]" if m[2] else m[1]] = m[3].strip()
+    return header, notes, n
+
+
+def load_reference(reference: str | Path = "paper") -> Reference:
+    """``"paper"`` (the NRCH paper, package data) or the path of a reference CSV (see the module docstring).
 
     Raises:
-        ConfigError: if the name is unknown, the file is missing or its columns are wrong.
+        ConfigError: an unknown name, a missing file, a bad header line, missing columns or an unknown metric.
     """
     name = str(reference)
     if name in REFERENCES:
-        with resources.files("nrchbench.reference").joinpath(REFERENCES[name]).open("r", encoding="utf-8") as fh:
-            ref = pd.read_csv(fh)
+        text = resources.files("nrchbench.reference").joinpath(REFERENCES[name]).read_text(encoding="utf-8")
     else:
         path = Path(name)
         if not path.is_file():
             raise ConfigError(
-                f"unknown reference {name!r}: expected one of {', '.join(REFERENCES)} or a CSV file "
-                f"with columns {','.join(REFERENCE_COLUMNS)}"
+                f"unknown reference {name!r}: expected {', '.join(REFERENCES)} or a CSV file "
+                f"(columns {','.join(COLUMNS)},value; see `nrchbench compare --help`)"
             )
-        ref = pd.read_csv(path)
-    missing = [c for c in REFERENCE_COLUMNS if c not in ref.columns]
+        text, name = path.read_text(encoding="utf-8"), path.name
+    lines = text.splitlines(keepends=True)
+    header, notes, skip = _read_header(lines, name)
+    df = pd.read_csv(io.StringIO("".join(lines[skip:])), dtype={"params": str, "selection": str})
+    value = "value" if "value" in df.columns else "map" if "map" in df.columns else None
+    missing = [c for c in COLUMNS if c not in df.columns] + ([] if value else ["value"])
     if missing:
         raise ConfigError(
-            f"reference {name!r} lacks column(s) {', '.join(missing)}: expected {','.join(REFERENCE_COLUMNS)}"
+            f"reference {name!r} lacks column(s) {', '.join(missing)}: expected {','.join(COLUMNS)},value"
         )
-    ref["noise_rate"] = ref["noise_rate"].astype(float)
-    ref["bits"] = ref["bits"].astype(int)
-    ref["map"] = ref["map"].astype(float)
-    return ref
+    out = pd.DataFrame(
+        {
+            "dataset": [_canonical("dataset", d) for d in df["dataset"]],
+            "method": [_canonical("method", m) for m in df["method"]],
+            "direction": df["direction"].astype(str),
+            "noise_model": [_canonical("noise", m) for m in df["noise_model"]],
+            "noise_rate": df["noise_rate"].astype(float),
+            "bits": df["bits"].astype(int),
+            "value": df[value].astype(float),
+        }
+    )
+    for key in _PER_ROW:
+        default = {"metric": "map", "params": ""}.get(key, "not stated")
+        column = df[key] if key in df.columns else pd.Series([None] * len(df))
+        out[key] = [
+            str(c) if isinstance(c, str) and c.strip() else header.get(f"{key}[{m}]", header.get(key, default))
+            for c, m in zip(column, out["method"], strict=True)
+        ]
+    for metric in out["metric"].unique():
+        metric_direction(metric)  # unknown metrics are refused here, in one line
+    out["params"] = [
+        canonical_json(non_default(m, parse_key_values([p for p in re.split(r"[;\s]+", s) if p], "params")))
+        for m, s in zip(out["method"], out["params"], strict=True)
+    ]
+    return Reference(name=name, table=out, header=header, notes=notes)
+
+
+def _long_metric(metric: str) -> str:
+    return {"map": "mAP@all", "map_tie": "tie-aware mAP@all"}.get(metric, metric_label(metric))
 
 
 @dataclass
 class Comparison:
-    """One leaderboard of ours beside the reference: ``paper`` and ``diff`` align with ``ours.mean``."""
+    """One leaderboard of ours (``board``) beside the reference numbers of the same metric."""
 
-    ours: Leaderboard
-    paper: pd.DataFrame
-    diff: pd.DataFrame
-    reference: str = "paper"
-    notes: list[str] = field(default_factory=list)
+    board: Leaderboard
+    reference: Reference
+    ref: pd.DataFrame  # row, bits, noise_rate, value, selection, zero_relevant
+    unmatched: list[str]
 
-    def __getattr__(self, name: str) -> Any:  # dataset, direction, metric, preset, ... of ours
-        if name in ("dataset", "direction", "metric", "preset", "split", "selection", "noise_model"):
-            return getattr(self.ours, name)
-        raise AttributeError(name)
-
-    @property
-    def title(self) -> str:
-        return f"{self.ours.title} — ours vs {self.reference}"
-
-    @property
     def caption(self) -> str:
-        b = self.ours
-        seeds = f"{b.usual_n} seed{'s' if b.usual_n != 1 else ''}"
+        b, r = self.board, self.reference
+        spec = [f"{k} {r.header[k]}" for k in ("split", "noise", "features") if k in r.header]
         return (
-            f"{b.dataset}, {b.direction}, {b.metric}: ours (preset {b.preset}, split {b.split}, noise model "
-            f"{b.noise_model}, selection {b.selection}, mean over {seeds}) vs {self.reference}"
+            f"{b.identity.what(b.higher_is_better)}: ours vs {r.source}. Ours: mean over {b.usual_n} seed(s); "
+            f"{b.identity.protocol()}. Reference: {_long_metric(b.identity.metric)}"
+            + (f"; {'; '.join(spec)}" if spec else "")
+            + ". Cells: ours / reference (Δ = ours − reference)"
         )
 
-    def cells(self, style: str = "text") -> pd.DataFrame:
-        """Strings ``ours / paper (Δ)`` (``—`` where a side is missing)."""
-        b = self.ours
-        p = b.precision
-        data = {}
-        for col in b.mean.columns:
-            column = []
-            for method in b.mean.index:
-                n = int(b.n.loc[method, col])
-                ours = DASH if n == 0 else f"{b.mean.loc[method, col]:.{p}f}"
-                if n and n != b.usual_n:
-                    ours += f" (n={n})"
-                ref = self.paper.loc[method, col]
-                paper = DASH if not np.isfinite(ref) else f"{ref:.{p}f}"
-                d = self.diff.loc[method, col]
-                txt = f"{ours} / {paper}" + (f" ({d:+.{p}f})" if np.isfinite(d) else "")
-                column.append(txt)
-            data[col] = column
-        df = pd.DataFrame(data, index=[b._label(m) for m in b.mean.index], columns=b.mean.columns)
-        df.index.name = "method"
-        return df
+    def notes(self) -> list[str]:
+        out = list(self.reference.notes)
+        if self.unmatched:
+            out.append(
+                "Reference rows without a matching configuration of ours: "
+                + ", ".join(self.unmatched)
+                + " (rows match on method and non-default parameters; state them with a params column or "
+                "'# params[method]: k=v')."
+            )
+        return out
 
-    @property
-    def table(self) -> pd.DataFrame:
-        return self.cells()
+    def views(self, *_: Any, ci: bool = False) -> list[View]:
+        b = self.board
+        cols = list(b.grid)
+        wide = pd.DataFrame(index=b.rows.index, columns=pd.MultiIndex.from_tuples(cols), dtype=object)
+        cells = b.cells.set_index(["row", "bits", "noise_rate"])
+        ref = self.ref.set_index(["row", "bits", "noise_rate"])["value"]
+        for row in b.rows.index:
+            for col in cols:
+                c = cells.loc[(row, *col)] if (row, *col) in cells.index else None
+                v = float(ref.get((row, *col), math.nan))
+                wide.loc[row, col] = Cell(
+                    mean=c["mean"] if c is not None else math.nan,
+                    n=int(c["n"]) if c is not None else 0,
+                    state=c["state"] if c is not None else "missing",
+                    kind="compare",
+                    ref=v,
+                )
+        conventions = self.ref.drop_duplicates("row").set_index("row")
+        wide[("", "reference convention")] = [
+            Cell(kind="text", text=_convention(b.identity.metric, conventions.loc[r]) if r in conventions.index else "")
+            for r in b.rows.index
+        ]
+        wide.index = pd.Index(b.rows["label"], name="method")
+        wide.columns = pd.Index(
+            [(f"{bits} bits", f"η={r:g}") for bits, r in cols] + [("", "reference convention")], tupleize_cols=True
+        )
+        view = View(
+            heading=f"{b.heading} — ours vs {self.reference.name}",
+            caption=self.caption(),
+            table=wide,
+            notes=self.notes(),
+            usual_n=b.usual_n,
+            precision=b.precision,
+            label=b.latex_label("vs-" + Path(self.reference.name).stem),
+        )
+        return [view]
 
     def long(self) -> pd.DataFrame:
-        b = self.ours.long()
-        b = b[b["method"] != "chance"].rename(columns={"mean": "ours_mean", "std": "ours_std"})
-        b["paper"] = [self.paper.loc[m, (bits, r)] for m, bits, r in zip(b["method"], b["bits"], b["noise_rate"])]
-        b["diff"] = [self.diff.loc[m, (bits, r)] for m, bits, r in zip(b["method"], b["bits"], b["noise_rate"])]
-        b["reference"] = self.reference
-        return b.reset_index(drop=True)
+        df = self.board.long()
+        df = df[df["method"] != "chance"].rename(columns={"mean": "ours_mean", "std": "ours_std"})
+        rows = self.board.rows.reset_index()[["row", "method", "params"]]
+        names = {"value": "reference", "selection": "reference_selection", "zero_relevant": "reference_zero_relevant"}
+        ref = self.ref.merge(rows, on="row").rename(columns=names)
+        keys = ["method", "params", "bits", "noise_rate"]
+        df = df.merge(ref[[*keys, *names.values()]], on=keys, how="left")
+        df["diff"] = df["ours_mean"] - df["reference"]
+        df["reference_metric"] = self.board.identity.metric
+        df["reference_source"] = self.reference.source
+        return df
 
-    def to_csv(self, path: str | Path | None = None) -> str:
-        return to_csv([self], path)
 
-    def to_markdown(self) -> str:
-        return _markdown_table(self.title, self.caption, self.cells(), self.notes)
-
-    def to_latex(self, label: str | None = None) -> str:
-        """A booktabs LaTeX table (pandas Styler), the protocol note in the caption."""
-        b = self.ours
-        cells = self.cells().apply(lambda col: col.map(_latex_escape))
-        cells.index = pd.Index(
-            [_latex_escape(m) + ("\\textsuperscript{\\dag}" if m in b.noise_invariant else "") for m in b.mean.index]
-        )
-        cells.columns = _latex_columns(cells.columns)
-        caption = " ".join(_latex_escape(t) for t in [self.caption + ".", *self.notes])
-        caption = caption.replace(_latex_escape("†"), "\\textsuperscript{\\dag}")
-        return _booktabs(cells.style, len(cells.columns), caption, label or _latex_label(b) + "-vs-" + self.reference)
+def _convention(metric: str, row: pd.Series) -> str:
+    return f"{_long_metric(metric)}; selection: {row['selection']}; zero-relevant queries: {row['zero_relevant']}"
 
 
 def compare_with_reference(
-    records: Iterable[Mapping[str, Any]],
-    reference: str | Path = "paper",
+    records: Iterable[Record],
+    reference: str | Path | Reference = "paper",
     *,
     dataset: str | None = None,
     direction: str | Sequence[str] = "avg",
     preset: str | None = None,
     split: str | None = None,
+    noise_model: str | None = None,
+    results_dir: str | Path | None = None,
     precision: int = 3,
 ) -> list[Comparison]:
-    """Our mAP beside the reference's, for the datasets and directions present in both.
-
-    Args:
-        records: result records.
-        reference: ``"paper"`` (package data) or a CSV path with the reference columns.
-        dataset, preset, split: filters as in :func:`~nrchbench.report.tables.leaderboard`.
-        direction: ``i2t``, ``t2i``, ``avg`` or ``all``.
-        precision: decimals shown.
-
-    Returns:
-        One :class:`Comparison` per leaderboard of ours that the reference covers (ours' rows
-        and columns; the reference value is NaN where it has none).
-    """
-    ref = load_reference(reference)
-    ref_name = reference if isinstance(reference, str) and reference in REFERENCES else Path(reference).name
+    """Our tables beside ``reference``'s numbers, for every (dataset, direction, noise model,
+    metric) both have; one :class:`Comparison` per table of ours."""
+    ref = reference if isinstance(reference, Reference) else load_reference(reference)
+    records = list(records)
     out: list[Comparison] = []
-    for model in sorted(ref["noise_model"].dropna().unique()):
+    for metric in sorted(ref.table["metric"].unique()):
         boards = leaderboard(
             records,
-            dataset=dataset,
+            metric=metric,
             direction=direction,
-            metric="map",
+            dataset=dataset,
             preset=preset,
             split=split,
-            noise_model=model,
+            noise_model=noise_model,
+            results_dir=results_dir,
             precision=precision,
+            require=False,
         )
         for b in boards:
-            if b.noise_model not in (model, None):
-                continue
-            sub = ref[(ref["dataset"] == b.dataset) & (ref["direction"] == b.direction) & (ref["noise_model"] == model)]
+            t = b.identity
+            sub = ref.table[
+                (ref.table["metric"] == metric)
+                & (ref.table["dataset"].isin([t.dataset, dataset_name(t.dataset)]))
+                & (ref.table["direction"] == t.direction)
+                & (ref.table["noise_model"] == t.noise_model)
+            ]
             if sub.empty:
                 continue
-            paper = pd.DataFrame(np.nan, index=b.mean.index, columns=b.mean.columns)
-            for method in b.mean.index:
-                rows = sub[sub["method"] == method]
-                for bits, rate in b.mean.columns:
-                    hit = rows[rows["bits"] == bits]
-                    if not (isinstance(rate, float) and math.isnan(rate)):
-                        hit = hit[np.isclose(hit["noise_rate"], rate)]
-                    if len(hit):
-                        paper.loc[method, (bits, rate)] = float(hit["map"].iloc[0])
-            if not np.isfinite(paper.to_numpy(dtype=float)).any():
+            ours = b.rows[b.rows["strategy"] == "none"].reset_index()[["row", "method", "params"]]
+            matched = sub.merge(ours, on=["method", "params"])
+            grid = pd.DataFrame(b.grid, columns=["bits", "noise_rate"])
+            matched = matched.merge(grid, on="bits", suffixes=("", "_ours"))
+            matched = matched[np.isclose(matched["noise_rate"], matched["noise_rate_ours"])]
+            if matched.empty:
                 continue
-            notes = [PAPER_PROTOCOL_NOTE]
-            if b.split not in (None, "nrch"):
-                notes.append(f"Our split rule is {b.split!r}; the paper used the contiguous 'nrch' split.")
-            if b.selection != "last-epoch":
-                notes.append(f"Our checkpoint selection is {b.selection!r}, not the last epoch.")
-            notes.extend(b.notes_list(highlight=False))
-            out.append(Comparison(ours=b, paper=paper, diff=b.mean - paper, reference=str(ref_name), notes=notes))
+            matched = matched.assign(noise_rate=matched["noise_rate_ours"])
+            found = set(zip(matched["method"], matched["params"], strict=True))
+            unmatched = sorted(
+                {_ref_label(m, p) for m, p in zip(sub["method"], sub["params"], strict=True) if (m, p) not in found}
+            )
+            cols = ["row", "bits", "noise_rate", "value", "selection", "zero_relevant"]
+            out.append(Comparison(board=b, reference=ref, ref=matched[cols], unmatched=unmatched))
     return out
 
 
-def to_csv(comparisons: Sequence[Comparison], path: str | Path | None = None) -> str:
-    return _long_csv([c.long() for c in comparisons], path)
+def _ref_label(method: str, params: str) -> str:
+    from nrchbench.report.labels import method_label
 
-
-def render(comparisons: Sequence[Comparison], fmt: str) -> str:
-    """``csv``, ``markdown`` or ``latex`` text of the comparisons."""
-    if fmt == "csv":
-        return to_csv(comparisons)
-    if fmt == "markdown":
-        return "\n".join(c.to_markdown() for c in comparisons)
-    if fmt == "latex":
-        return "\n".join(c.to_latex() for c in comparisons)
-    raise ConfigError(f"unknown format {fmt!r}: expected csv, markdown or latex")
+    p = json.loads(params)
+    return method_label(method, p) + ("" if p else " (defaults)")

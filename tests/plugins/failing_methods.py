@@ -1,4 +1,4 @@
-"""Test methods that fail: one raises during ``fit``, one returns NaN outputs."""
+"""Test methods that fail: one raises during training, one returns NaN outputs."""
 
 from __future__ import annotations
 
@@ -6,21 +6,21 @@ from typing import Any, ClassVar
 
 import torch
 
-from nrchbench.methods.base import HashingMethod, TrainView
+from nrchbench.methods.base import EpochLog, HashingMethod
 from nrchbench.registry import METHODS
 
 
 @METHODS.register("toy-raise")
 class ToyRaise(HashingMethod):
-    """Test method whose fit raises after one epoch."""
+    """Test method whose training raises in its second epoch."""
 
     defaults: ClassVar[dict[str, Any]] = {"epochs": 2}
     presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "fast": {}, "tiny": {}}
 
-    def fit(self, view: TrainView, *, seed: int, callback: Any = None) -> None:
-        if callback is not None:
-            callback(0, {"loss": 1.0})
-        raise RuntimeError("toy-raise exploded on purpose\nsecond line that must not reach the record")
+    def train_epoch(self, epoch, data, rng):
+        if epoch == 1:
+            raise RuntimeError("toy-raise exploded on purpose\nsecond line that must not reach the record")
+        return EpochLog(epoch, losses={"loss": 1.0})
 
 
 @METHODS.register("toy-nan")
@@ -30,9 +30,8 @@ class ToyNaN(HashingMethod):
     defaults: ClassVar[dict[str, Any]] = {"epochs": 1}
     presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "fast": {}, "tiny": {}}
 
-    def fit(self, view: TrainView, *, seed: int, callback: Any = None) -> None:
-        if callback is not None:
-            callback(0, {"loss": float("nan")})
+    def train_epoch(self, epoch, data, rng):
+        return EpochLog(epoch, losses={"loss": 1.0})
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         return torch.full((x.shape[0], self.bits), float("nan"), device=x.device)

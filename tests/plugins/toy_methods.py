@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from nrchbench.methods.base import HashingMethod, TrainView
+from nrchbench.methods.base import EpochLog, HashingMethod, Mixture
 from nrchbench.registry import METHODS
 
 
@@ -33,33 +33,30 @@ class ToyLinear(HashingMethod):
     defaults: ClassVar[dict[str, Any]] = {"epochs": 3, "ridge": 10.0, "keep": 0.7, "sleep": 0.0}
     presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "fast": {}, "tiny": {"epochs": 2}}
 
-    def fit(self, view: TrainView, *, seed: int, callback: Any = None) -> None:
-        g = torch.Generator().manual_seed(seed)
-        rot = torch.randn(view.num_classes, self.bits, generator=g).to(view.device)
-        y = view.labels - view.labels.mean(0)
-        b = torch.where(y @ rot >= 0, 1.0, -1.0)
-        self.mu1, self.mu2 = view.image.mean(0), view.text.mean(0)
-        x1, x2 = view.image - self.mu1, view.text - self.mu2
-        sel = torch.ones(view.n, dtype=torch.bool, device=view.device)
-        for epoch in range(self.params["epochs"]):
-            self.w1 = _ridge(x1[sel], b[sel], self.params["ridge"])
-            self.w2 = _ridge(x2[sel], b[sel], self.params["ridge"])
-            loss = ((x1 @ self.w1 - b) ** 2).mean(1) + ((x2 @ self.w2 - b) ** 2).mean(1)
-            scaled = loss / loss.max().clamp_min(1e-12)
-            if callback is not None:
-                callback(
-                    epoch,
-                    {
-                        "loss": float(loss.mean()),
-                        "time_fit": 0.0,
-                        "selected": sel.cpu().numpy(),
-                        "sample_loss": scaled.cpu().numpy(),
-                        "gmm": {"means": [0.2, 0.7], "variances": [0.01, 0.02], "weights": [0.6, 0.4]},
-                    },
-                )
-            sel = scaled <= torch.quantile(scaled, self.params["keep"])
-            if self.params["sleep"]:
-                time.sleep(self.params["sleep"])
+    def setup(self, data, rng):
+        rot = torch.randn(data.num_classes, self.bits, generator=rng.torch("rotation")).to(data.device)
+        self.b = torch.where((data.labels - data.labels.mean(0)) @ rot >= 0, 1.0, -1.0)
+        self.mu1, self.mu2 = data.image.mean(0), data.text.mean(0)
+        self.sel = torch.ones(data.n, dtype=torch.bool, device=data.device)
+
+    def train_epoch(self, epoch, data, rng):
+        x1, x2, b, sel = data.image - self.mu1, data.text - self.mu2, self.b, self.sel
+        self.w1 = _ridge(x1[sel], b[sel], self.p.ridge)
+        self.w2 = _ridge(x2[sel], b[sel], self.p.ridge)
+        loss = ((x1 @ self.w1 - b) ** 2).mean(1) + ((x2 @ self.w2 - b) ** 2).mean(1)
+        scaled = loss / loss.max().clamp_min(1e-12)
+        log = EpochLog(
+            epoch,
+            losses={"loss": float(loss.mean())},
+            times={"fit": 0.0},
+            selected=sel.cpu().numpy(),
+            sample_loss=scaled.cpu().numpy(),
+            mixture=Mixture(means=[0.2, 0.7], variances=[0.01, 0.02], weights=[0.6, 0.4]),
+        )
+        self.sel = scaled <= torch.quantile(scaled, self.p.keep)
+        if self.p.sleep:
+            time.sleep(self.p.sleep)
+        return log
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mu1) @ self.w1
@@ -76,14 +73,15 @@ class ToyUnsupervised(HashingMethod):
     defaults: ClassVar[dict[str, Any]] = {"epochs": 1}
     presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "fast": {}, "tiny": {}}
 
-    def fit(self, view: TrainView, *, seed: int, callback: Any = None) -> None:
-        assert float(view.labels.abs().sum()) == 0.0, "a label-free method must never see labels"
-        g = torch.Generator().manual_seed(seed)
-        self.p1 = torch.randn(view.image.shape[1], self.bits, generator=g).to(view.device)
-        self.p2 = torch.randn(view.text.shape[1], self.bits, generator=g).to(view.device)
-        self.mu1, self.mu2 = view.image.mean(0), view.text.mean(0)
-        if callback is not None:
-            callback(0, {"loss": 0.0})
+    def setup(self, data, rng):
+        assert float(data.labels.abs().sum()) == 0.0, "a label-free method must never see labels"
+        g = rng.torch("projection")
+        self.p1 = torch.randn(data.image.shape[1], self.bits, generator=g).to(data.device)
+        self.p2 = torch.randn(data.text.shape[1], self.bits, generator=g).to(data.device)
+        self.mu1, self.mu2 = data.image.mean(0), data.text.mean(0)
+
+    def train_epoch(self, epoch, data, rng):
+        return EpochLog(epoch, losses={"loss": 0.0})
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mu1) @ self.p1
