@@ -1,5 +1,7 @@
-"""MRL (hashed reading) pure functions (PEERS.md §5): each against its formula with naive
-loops (float64), the centre initialisation for K ≤ L and K > L, and the paper/code switches."""
+"""MRL (hashed reading, PEERS.md §5): the pure functions against their formulas with naive
+loops (float64), the centre initialisation for K ≤ L and K > L, the paper/code switches; the
+method class (presets, the lagged cosine schedule, centres renormalised before every step,
+logged loss terms, K > L) and a runner-level run."""
 
 from __future__ import annotations
 
@@ -9,7 +11,22 @@ import pytest
 import torch
 from torch import nn
 
-from nrchbench.methods.mrl import init_centres, mc_loss, mrl_loss, normalise_centres, rc_loss
+import nrchbench.methods.mrl as mrl_module
+from nrchbench.errors import ConfigError
+from nrchbench.methods import create_method
+from nrchbench.methods.base import TrainData
+from nrchbench.methods.mrl import (
+    MRL,
+    init_centres,
+    learning_rate,
+    mc_loss,
+    mrl_loss,
+    normalise_centres,
+    rc_loss,
+)
+from nrchbench.runner import run
+from nrchbench.spec import resolve_spec
+from nrchbench.testing import mock_data
 
 torch.set_num_threads(1)
 F64 = torch.float64
@@ -158,3 +175,96 @@ def test_mrl_loss_total_and_gradients():
     for bad in (-0.1, 1.1):
         with pytest.raises(ValueError, match="beta"):
             mrl_loss(z1, z2, c, y, beta=bad)
+
+
+# ----------------------------------------------------------------------------- schedule
+def test_learning_rate_schedules():
+    T, lr = 30, 1e-4
+    eta = lambda t: lr * (1 + math.cos(math.pi * t / T)) / 2  # noqa: E731
+    lagged = [learning_rate(e, lr, T) for e in range(T)]
+    assert lagged[0] == lagged[1] == lr  # the code: epochs 0 and 1 at the full rate
+    assert lagged[2] == pytest.approx(eta(1), rel=1e-15)  # 7.5e-05 in the official run's log
+    assert lagged[24] == pytest.approx(1.28428e-05, rel=1e-5)  # README log, epoch 24 of 30
+    assert lagged[-1] == pytest.approx(eta(T - 2), rel=1e-15) and lagged[-1] > 0
+    assert [learning_rate(e, lr, T, "cosine") for e in range(T)] == pytest.approx([eta(e) for e in range(T)])
+    assert learning_rate(7, lr, T, "constant") == lr
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        learning_rate(0, lr, T, "step")
+
+
+# ----------------------------------------------------------------------------- the method
+def test_presets_and_official_per_dataset_values():
+    _, paper = MRL.resolve_params("paper")
+    assert (paper["hidden"], paper["epochs"], paper["batch_size"], paper["lr"]) == (4096, 100, 100, 1e-4)
+    assert (paper["adam_beta1"], paper["adam_beta2"], paper["weight_decay"]) == (0.5, 0.999, 0.0)
+    assert (paper["beta"], paper["tau"], paper["lr_schedule"], paper["self_similarity"]) == (
+        0.7,
+        1.0,
+        "cosine-lagged",
+        "zero",
+    )
+    _, wiki = MRL.resolve_params("paper", dataset="wiki")
+    assert (wiki["epochs"], wiki["batch_size"], wiki["beta"]) == (30, 100, 0.7)  # README's wiki command
+    _, fast = MRL.resolve_params("fast", dataset="coco")
+    assert (fast["hidden"], fast["epochs"]) == (1024, 30)
+
+
+@pytest.fixture(scope="module")
+def mock():
+    return mock_data()
+
+
+def test_epoch_log_terms_schedule_and_normalised_centres(mock, monkeypatch):
+    norms = []
+    real = mrl_module.mrl_loss
+
+    def spy(z1, z2, centres, labels, **kw):
+        norms.append(centres.detach().norm(dim=0))
+        return real(z1, z2, centres, labels, **kw)
+
+    monkeypatch.setattr(mrl_module, "mrl_loss", spy)
+    m = create_method("mrl", 16, "tiny", beta=0.6)
+    logs = []
+    m.fit(mock.train, seed=0, callback=logs.append)
+    steps = math.ceil(mock.train.n / m.p.batch_size)
+    assert len(norms) == steps * m.p.epochs
+    for n in norms:  # C.data = C / ‖C‖ before every step
+        assert torch.allclose(n, torch.ones_like(n), atol=1e-6)
+    assert m.C.shape == (16, mock.train.num_classes)
+    for log in logs:
+        assert log.values["lr"] == learning_rate(log.epoch, m.p.lr, m.p.epochs)
+        assert log.losses["loss"] == pytest.approx(0.6 * log.losses["loss_rc"] + 0.4 * log.losses["loss_mc"])
+        assert log.losses["loss_rc"] < 0 < log.losses["loss_mc"]
+        assert log.sample_loss.shape == (mock.train.n,) and (log.sample_loss <= 0).all()
+    assert logs[-1].losses["loss"] < logs[0].losses["loss"]
+
+
+def test_more_classes_than_bits(mock):
+    d = mock.train
+    g = torch.Generator().manual_seed(0)
+    labels = (torch.rand(d.n, 40, generator=g) < 0.1).float()
+    data = TrainData(d.image, d.text, labels, d.device)
+    m = create_method("mrl", 16, "tiny", epochs=2)
+    m.fit(data, seed=0)
+    assert m.C.shape == (16, 40) and torch.isfinite(m.encode("image", mock.query_image)).all()
+    with pytest.raises(ConfigError, match="centre_init"):
+        create_method("mrl", 16, "tiny", centre_init="slice").fit(data, seed=0)
+
+
+def test_without_tanh_outputs_are_unit_rows(mock):
+    m = create_method("mrl", 16, "tiny", epochs=1, tanh=False)
+    m.fit(mock.train, seed=0)
+    out = m.encode("text", mock.query_text)
+    assert torch.allclose(out.norm(dim=1), torch.ones(out.shape[0]), atol=1e-5)
+
+
+def test_runner_end_to_end_above_chance():
+    spec = resolve_spec(
+        "mrl", preset="tiny", bits=16, dataset_options={"n": 600, "image_dim": 64, "text_dim": 200}, device="cpu"
+    )
+    rec = run(spec)
+    assert rec.status == "ok"
+    for direction in ("i2t", "t2i"):
+        assert rec.metrics[direction]["map"] > rec.metrics[direction]["chance"] + 0.02
+    last = rec.history[-1].model_dump()
+    assert {"loss", "loss_rc", "loss_mc", "lr"} <= set(last)

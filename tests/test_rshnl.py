@@ -1,5 +1,6 @@
-"""RSHNL pure functions (PEERS.md §3): each against its formula with naive loops (float64),
-the self-paced weights, and the class-count-aware γ rule."""
+"""RSHNL (PEERS.md §3): the pure functions against their formulas with naive loops (float64),
+the self-paced weights and the class-count-aware γ rule; the method class (parameters, γ
+resolution, per-row weights in the epoch log against the formula) and a runner-level run."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from nrchbench.errors import ConfigError
+from nrchbench.methods import create_method
+from nrchbench.methods.base import TrainData
 from nrchbench.methods.rshnl import (
     GAMMA_RATIO,
     OFFICIAL_GAMMA,
+    RSHNL,
     auto_gamma,
     cal_loss,
     chl_loss,
@@ -20,10 +25,14 @@ from nrchbench.methods.rshnl import (
     loss_floor,
     phi_q,
     positive_mass,
+    resolve_gamma,
     rshnl_loss,
     self_paced_loss,
     self_paced_weights,
 )
+from nrchbench.runner import run
+from nrchbench.spec import resolve_spec
+from nrchbench.testing import mock_data
 
 torch.set_num_threads(1)
 F64 = torch.float64
@@ -308,3 +317,125 @@ def test_empirical_floor():
         empirical_floor(np.array([1.0, np.nan]))
     with pytest.raises(ValueError, match="percentile"):
         empirical_floor(x, 101)
+
+
+# ----------------------------------------------------------------------------- γ resolution
+def test_resolve_gamma_auto_is_the_rule_for_the_labels():
+    one_hot = np.eye(10)[np.arange(40) % 10]
+    gamma, info = resolve_gamma("auto", one_hot, 64)
+    assert gamma == pytest.approx(auto_gamma(10, 64), rel=1e-15)
+    assert info == {"num_classes": 10.0, "k": 1.0, "loss_floor": pytest.approx(loss_floor(10, 64))}
+    multi = np.zeros((4, 24))
+    multi[0, :3] = multi[1, :5] = multi[2, :4] = 1  # row 3 has no label: not counted in k̄
+    gamma, info = resolve_gamma("auto", torch.tensor(multi), 32)
+    assert info["k"] == pytest.approx(4.0)
+    assert gamma == pytest.approx(auto_gamma(24, 32, k=4.0), rel=1e-15)
+    assert resolve_gamma("auto", multi, 32, ratio=1.5)[0] == pytest.approx(1.5 * loss_floor(24, 32, 4.0))
+    assert resolve_gamma(7.5, one_hot, 64) == (7.5, {})
+    with pytest.raises(ConfigError, match="at least 2 classes"):
+        resolve_gamma("auto", np.ones((5, 1)), 16)
+    with pytest.raises(ConfigError, match="labelled"):
+        resolve_gamma("auto", np.zeros((5, 4)), 16)
+
+
+def test_gamma_parameter_accepts_auto_or_a_positive_number():
+    assert RSHNL.Params.check({}).gamma == "auto"
+    assert RSHNL.Params.check({"gamma": "3"}).gamma == 3.0  # a CLI string
+    assert RSHNL.Params.check({"gamma": "Auto"}).gamma == "auto"
+    for bad in (0, -1, "fast", True, float("nan")):
+        with pytest.raises(ConfigError, match=r"'gamma'.*'auto' or a positive number"):
+            RSHNL.Params.check({"gamma": bad}, owner="method 'rshnl'")
+
+
+def test_presets_and_official_per_dataset_values():
+    _, paper = RSHNL.resolve_params("paper")
+    assert (paper["hidden"], paper["epochs"], paper["batch_size"], paper["lr"]) == (4096, 150, 256, 1e-4)
+    assert (paper["tp"], paper["gamma"], paper["alpha"], paper["lam"], paper["q"], paper["tau"]) == (
+        5,
+        "auto",
+        0.1,
+        1.0,
+        0.01,
+        1.0,
+    )
+    _, wiki = RSHNL.resolve_params("paper", dataset="wiki")
+    assert (wiki["gamma"], wiki["alpha"]) == (3.0, 0.05)  # argparse comments, wiki entries
+    _, fast = RSHNL.resolve_params("fast", dataset="wiki")
+    assert (fast["hidden"], fast["epochs"], fast["gamma"], fast["alpha"]) == (1024, 50, 3.0, 0.05)
+    _, coco = RSHNL.resolve_params("fast", dataset="coco")
+    assert (coco["gamma"], coco["alpha"]) == ("auto", 0.1)
+    user, over = RSHNL.resolve_params("fast", {"gamma": "auto"}, dataset="wiki")
+    assert user == {"gamma": "auto"} and over["gamma"] == "auto"
+
+
+# ----------------------------------------------------------------------------- the method's epoch log
+def _fit_logs(data: TrainData, **params):
+    m = create_method("rshnl", 16, "tiny", **params)
+    logs = []
+    m.fit(data, seed=0, callback=logs.append)
+    return m, logs
+
+
+@pytest.fixture(scope="module")
+def mock():
+    return mock_data()
+
+
+def test_epoch_log_weights_are_the_self_paced_weights_of_every_row(mock):
+    data = mock.train
+    m, logs = _fit_logs(data)
+    tp = m.p.tp
+    gamma = auto_gamma(data.num_classes, 16, k=float(data.labels.sum(1)[data.labels.sum(1) > 0].mean()))
+    zero_seen = positive_seen = False
+    for log in logs:
+        assert log.values["gamma"] == pytest.approx(gamma, rel=1e-12)
+        w, ell = log.weights, log.sample_loss
+        assert w.shape == ell.shape == (data.n,) and np.isfinite(ell).all() and (ell > 0).all()
+        if log.epoch < tp:
+            assert (w == 1).all() and log.values["zero_weight_fraction"] == 0.0
+        else:  # each row's v from the batch it trained in: max(0, 1 − ℓ/γ) of that row's ℓ
+            np.testing.assert_allclose(w, np.maximum(0.0, 1.0 - ell / gamma), rtol=1e-5, atol=1e-6)
+            assert log.values["zero_weight_fraction"] == pytest.approx(float((w == 0).mean()))
+            zero_seen |= bool((w == 0).any())
+            positive_seen |= bool((w > 0).any())
+        # the logged total is λ·mean ℓ̃ + α·L_c, batch means of the same terms
+        assert log.losses["loss"] == pytest.approx(
+            m.p.lam * log.losses["loss_cal"] + m.p.alpha * log.losses["loss_chl"]
+        )
+        assert log.times["train"] > 0
+    assert zero_seen and positive_seen  # the test exercises both sides of the threshold
+
+
+@pytest.mark.parametrize("mode", ["hard", "off"])
+def test_epoch_log_weights_hard_and_off(mock, mode):
+    _, logs = _fit_logs(mock.train, self_paced=mode, gamma=4.3, epochs=5)
+    last = logs[-1]
+    assert last.values["gamma"] == 4.3
+    expected = (last.sample_loss < 4.3).astype(float) if mode == "hard" else np.ones_like(last.weights)
+    np.testing.assert_array_equal(last.weights, expected)
+
+
+def test_rows_without_labels_train_and_get_weight_zero(mock):
+    d = mock.train
+    labels = d.labels.clone()
+    labels[:7] = 0.0
+    _, logs = _fit_logs(TrainData(d.image, d.text, labels, d.device), gamma=5.0)
+    last = logs[-1]
+    q = 0.01
+    np.testing.assert_allclose(last.sample_loss[:7], 2 * ((1 - q) / q + q), rtol=1e-6)  # 2·φ_q(0)
+    assert (last.weights[:7] == 0).all()
+    assert all(np.isfinite(log.losses["loss"]) for log in logs)
+
+
+def test_runner_end_to_end_above_chance():
+    spec = resolve_spec(
+        "rshnl", preset="tiny", bits=16, dataset_options={"n": 600, "image_dim": 64, "text_dim": 200}, device="cpu"
+    )
+    rec = run(spec)
+    assert rec.status == "ok"
+    for direction in ("i2t", "t2i"):
+        assert rec.metrics[direction]["map"] > rec.metrics[direction]["chance"] + 0.02
+    last = rec.history[-1].model_dump()
+    assert last["gamma"] > 0 and 0 < last["zero_weight_fraction"] < 1
+    assert last["weight_mean_clean"] is not None and last["weight_mean_noisy"] is not None
+    assert "sample_loss_hist" in rec.diagnostics

@@ -1,9 +1,9 @@
-"""RSHNL (Pu et al., AAAI 2025): the pure loss and weight functions (phase 1).
+"""RSHNL (Pu et al., AAAI 2025): robust self-paced hashing with noisy labels.
 
-References are to ``../shared/docs/PEERS.md`` §3 and to the official code,
-github.com/perquisite/RSHNL @ 34de146 (``[CODE file Lx]`` = line x of that file). The method
-class (networks, optimiser, schedule) builds on these functions; nothing here holds state
-or draws random numbers.
+References are to ``../shared/docs/PEERS.md`` §3, ``docs/METHODS.md`` (section "RSHNL") and
+to the official code, github.com/perquisite/RSHNL @ 34de146 (``[CODE file Lx]`` = line x of
+that file). The pure functions (losses, weights, the γ rule) hold no state and draw nothing;
+the method class :class:`RSHNL` (networks, optimiser, schedule) is built on them.
 
 Notation: h, g ∈ R^{n×L} the unit-norm image/text codes (tanh, then row L2-normalisation);
 W ∈ R^{C×L} the unit-norm class centres, W = E(I_C) from the centre generator E;
@@ -62,15 +62,29 @@ class must log the fraction of zero weights split by the clean mask.
 
 from __future__ import annotations
 
+import logging
 import math
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator
+from torch import nn
+
+from nrchbench.errors import ConfigError, RegistryError
+from nrchbench.methods._common import iter_batches, linear
+from nrchbench.methods.base import EpochLog, HashingMethod, Rng, TrainData
+from nrchbench.params import Params
+from nrchbench.registry import DATASETS, METHODS
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "GAMMA_RATIO",
     "OFFICIAL_GAMMA",
+    "RSHNL",
+    "RSHNLParams",
     "auto_gamma",
     "cal_loss",
     "chl_loss",
@@ -79,6 +93,7 @@ __all__ = [
     "loss_floor",
     "phi_q",
     "positive_mass",
+    "resolve_gamma",
     "rshnl_loss",
     "self_paced_loss",
     "self_paced_weights",
@@ -394,3 +409,225 @@ def empirical_floor(losses: np.ndarray | torch.Tensor, percentile: float = 5.0) 
     if not 0.0 <= percentile <= 100.0:
         raise ValueError(f"empirical_floor: percentile must be in [0, 100], got {percentile!r}")
     return float(np.percentile(x, percentile))
+
+
+def resolve_gamma(
+    gamma: float | str, labels: torch.Tensor | np.ndarray, bits: int, ratio: float = GAMMA_RATIO, q: float = 0.01
+) -> tuple[float, dict[str, float]]:
+    """The γ a run uses: a number as given, or ``"auto"`` = :func:`auto_gamma` for the data.
+
+    For ``"auto"``, C is the number of label columns and k the mean number of positives over
+    the rows that have at least one (clipped to [1, C − 1]); both come from the labels the
+    method trains on (the noisy ones: every noise model of nrchbench keeps the cardinality).
+
+    Args:
+        gamma: a positive number, or ``"auto"``. labels: n×C training labels in {0, 1}.
+        bits: L. ratio: ρ of :func:`auto_gamma`. q: φ_q exponent.
+
+    Returns:
+        (γ, info) where info holds ``num_classes``, ``k`` and ``loss_floor`` for ``"auto"``
+        (empty for a number).
+
+    Raises:
+        ConfigError: ``"auto"`` with fewer than 2 classes or no labelled row.
+    """
+    if gamma != "auto":
+        _check_gamma(float(gamma))
+        return float(gamma), {}
+    y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    c = int(y.shape[1])
+    card = y.sum(1)
+    if c < 2 or not (card > 0).any():
+        raise ConfigError(
+            f"rshnl parameter 'gamma': 'auto' needs at least 2 classes and a labelled training row "
+            f"(got {c} classes, {int((card > 0).sum())} labelled rows); give a number, e.g. -p gamma=5"
+        )
+    k = float(np.clip(card[card > 0].mean(), 1.0, c - 1.0))
+    floor = loss_floor(c, bits, k, q)
+    return ratio * floor, {"num_classes": float(c), "k": k, "loss_floor": floor}
+
+
+# ============================================================================ networks
+class _UnitHead(nn.Module):
+    """Linear(d→H)–ReLU–Linear(H→H)–ReLU–Linear(H→L)–tanh–row L2-normalisation [CODE model.py].
+
+    The hash nets' last layer has no bias and weights U(±1/√d) with d the *input* width of
+    the net (``ImgNN``/``TextNN``); the centre generator's (``Embedding``) has a bias with
+    PyTorch's default init and weights U(±1/√C), C = its input width. The first two layers
+    have PyTorch's default init. Every draw comes from ``generator``.
+    """
+
+    def __init__(self, d_in: int, hidden: int, d_out: int, last_bias: bool, generator: torch.Generator) -> None:
+        super().__init__()
+        self.fc1 = linear(d_in, hidden, generator)
+        self.fc2 = linear(hidden, hidden, generator)
+        self.fc3 = linear(hidden, d_out, generator, bias=last_bias)
+        bound = 1.0 / math.sqrt(d_in)
+        with torch.no_grad():
+            nn.init.uniform_(self.fc3.weight, -bound, bound, generator=generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.fc2(F.relu(self.fc1(x))))
+        return F.normalize(self.fc3(x).tanh(), dim=1)
+
+
+# ============================================================================ method
+#: Official per-dataset values [CODE main.py L28–31, argparse comments, in-order reading]
+#: for the datasets of nrchbench that the release covers (only wiki; xmedia, INRIA-Websearch
+#: and xmedianet are not nrchbench datasets).
+_DATASET_PARAMS: dict[str, dict[str, Any]] = {"wiki": {"alpha": 0.05, "gamma": 3.0}}
+
+
+class RSHNLParams(Params):
+    """RSHNL hyper-parameters; defaults = the official code [CODE main.py, model.py] except γ."""
+
+    hidden: int = Field(4096, ge=1, description="units of the hidden layers of both hash nets and of E")
+    epochs: int = Field(150, ge=1, description="training epochs (--MAX_EPOCH)")
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-4, gt=0, description="Adam learning rate of the nets and of E (no decay, no schedule)")
+    tp: int = Field(5, ge=0, description="turning point: self-paced weights from this 0-based epoch on")
+    gamma: float | Literal["auto"] = Field(
+        "auto", description="self-paced threshold γ: a number, or auto = 1.14 × the loss floor of (C, k̄, L)"
+    )
+    gamma_ratio: float = Field(GAMMA_RATIO, gt=1, description="ρ of gamma=auto (γ = ρ·ℓ_floor)")
+    alpha: float = Field(0.1, ge=0, description="α: weight of the contrastive term CHL")
+    lam: float = Field(1.0, ge=0, description="λ: weight of the self-paced CAL term (--lamda)")
+    q: float = Field(0.01, gt=0, le=1, description="exponent of the robust loss φ_q (CAL and CHL)")
+    tau: float = Field(1.0, gt=0, description="temperature of CHL")
+    self_paced: Literal["linear", "hard", "off"] = Field(
+        "linear", description="linear (code), hard (--linear False) or off (--self_paced False)"
+    )
+
+    @field_validator("gamma", mode="before")
+    @classmethod
+    def _auto_or_positive(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if isinstance(value, bool) or not (math.isfinite(number) and number > 0):
+            raise ValueError("expected 'auto' or a positive number")
+        return number
+
+
+@METHODS.register("rshnl")
+class RSHNL(HashingMethod):
+    """RSHNL (AAAI 2025): centre aggregation with self-paced weights, plus a robust contrastive term.
+
+    Hyper-parameters: :class:`RSHNLParams` (official code values; γ = ``auto``, the
+    class-count-aware rule, unless a number is given or the dataset has an official value:
+    :meth:`dataset_params`). Presets: ``paper`` = the official values; ``fast`` = hidden 1,024
+    (nets and E) and 50 epochs, the configuration of the official-code fidelity runs on
+    wiki; ``tiny`` = seconds (tests).
+
+    Per-epoch log: losses ``loss`` (λ·mean ℓ̃ + α·L_c, the minimised value with the inert
+    regulariser), ``loss_cal`` (mean ℓ̃), ``loss_cal_raw`` (mean ℓ), ``loss_chl`` (L_c), each the
+    mean over the epoch's batches; values ``gamma`` (the resolved γ) and
+    ``zero_weight_fraction`` (rows with v = 0; 0 before ``tp``); ``weights`` (v of every
+    training row, from the batch it was trained in; 1 before ``tp``) and ``sample_loss`` (ℓ
+    of every row, same batches); time ``train``.
+
+    Random streams: initial weights from ``rng.torch("init")`` (image net, text net, E, in
+    the code's order), batch permutations from ``rng.torch("batches")``.
+    """
+
+    name = "rshnl"
+    description = "RSHNL (AAAI 2025): self-paced centre aggregation + robust contrastive hashing, official recipe"
+    Params = RSHNLParams
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "fast": {"hidden": 1024, "epochs": 50},
+        "tiny": {"hidden": 64, "epochs": 10, "tp": 3, "batch_size": 32, "lr": 3e-3},
+    }
+    uses_labels = True
+    LOSS_KEYS: ClassVar[tuple[str, ...]] = ("loss", "loss_cal", "loss_cal_raw", "loss_chl")
+
+    @classmethod
+    def dataset_params(cls, dataset: str) -> dict[str, Any]:
+        """Official per-dataset α and γ where the release gives them (wiki: α 0.05, γ 3).
+
+        Every other dataset keeps α = 0.1 (the code default) and γ = ``auto``.
+        """
+        try:
+            key = DATASETS.canonical(dataset)
+        except RegistryError:
+            key = str(dataset).lower()
+        return dict(_DATASET_PARAMS.get(key, {}))
+
+    def setup(self, data: TrainData, rng: Rng) -> None:
+        p = self.p
+        c = data.num_classes
+        self.gamma_, info = resolve_gamma(p.gamma, data.labels, self.bits, p.gamma_ratio, p.q)
+        if info:
+            log.info(
+                "rshnl: gamma=auto -> %.4f (C=%d, k=%.3f, L=%d, floor %.4f)",
+                self.gamma_,
+                c,
+                info["k"],
+                self.bits,
+                info["loss_floor"],
+            )
+        empty = int((data.labels.sum(1) == 0).sum())
+        if empty:
+            log.warning("rshnl: %d training rows have no label: constant CAL loss, weight 0 after tp", empty)
+        gen = rng.torch("init")
+        self.img_net = _UnitHead(data.image.shape[1], p.hidden, self.bits, False, gen).to(data.device)
+        self.txt_net = _UnitHead(data.text.shape[1], p.hidden, self.bits, False, gen).to(data.device)
+        self.emb = _UnitHead(c, p.hidden, self.bits, True, gen).to(data.device)
+        self._eye = torch.eye(c, device=data.device)
+        self._opt = torch.optim.Adam(
+            [{"params": self.emb.parameters()}, {"params": [*self.img_net.parameters(), *self.txt_net.parameters()]}],
+            lr=p.lr,
+        )
+        self._batch_gen = rng.torch("batches")
+
+    def centres(self) -> torch.Tensor:
+        """W = E(I_C): the C×L unit-norm class centres (recomputed from E, never stored)."""
+        return self.emb(self._eye)
+
+    def train_epoch(self, epoch: int, data: TrainData, rng: Rng) -> EpochLog:
+        p = self.p
+        log = EpochLog(epoch)
+        image, text, labels = data.image.float(), data.text.float(), data.labels.float()
+        weights = torch.ones(data.n, device=data.device)
+        ell = torch.zeros(data.n, device=data.device)
+        sums = torch.zeros(len(self.LOSS_KEYS), device=data.device)
+        batches = 0
+        with log.timer("train", data.device):
+            for idx in iter_batches(data.n, p.batch_size, self._batch_gen, data.device):
+                terms = rshnl_loss(
+                    self.img_net(image[idx]),
+                    self.txt_net(text[idx]),
+                    self.centres(),
+                    labels[idx],
+                    epoch=epoch,
+                    tp=p.tp,
+                    gamma=self.gamma_,
+                    alpha=p.alpha,
+                    lam=p.lam,
+                    q=p.q,
+                    tau=p.tau,
+                    self_paced=p.self_paced,
+                )
+                self._opt.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                self._opt.step()
+                sums += torch.stack([terms[k].detach() for k in self.LOSS_KEYS])
+                weights[idx] = terms["weights"].to(weights.dtype)
+                ell[idx] = terms["sample_loss"].to(ell.dtype)
+                batches += 1
+        log.losses.update(zip(self.LOSS_KEYS, (sums / max(batches, 1)).tolist()))
+        w = weights.cpu().numpy().astype(np.float64)
+        log.weights, log.sample_loss = w, ell.cpu().numpy().astype(np.float64)
+        log.values["gamma"] = self.gamma_
+        log.values["zero_weight_fraction"] = float((w == 0).mean()) if w.size else 0.0
+        return log
+
+    # ---------------------------------------------------------------- inference
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        return self.img_net(x.float())
+
+    def encode_text(self, x: torch.Tensor) -> torch.Tensor:
+        return self.txt_net(x.float())
