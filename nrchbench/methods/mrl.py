@@ -1,0 +1,399 @@
+"""MRL (Hu et al., CVPR 2021) made a hashing method: the hashed reading ``mrl_hash`` (PEERS §5.2).
+
+References are to ``../shared/docs/PEERS.md`` §5, ``docs/METHODS.md`` (section "MRL") and to
+the official code, github.com/penghu-cs/MRL @ e0f5c8f (``[CODE file Lx]`` = line x of that
+file), and to the paper's equations ([PAPER eq. x]). The pure functions hold no state (the
+one random function takes an explicit generator); the method class :class:`MRL` is built on
+them.
+
+**The hashed reading is an adaptation** (MRL is a real-valued retrieval method; no hashing
+paper states how it re-ran MRL): the last layer has L units, tanh comes before the row
+L2-normalisation, codes are sign(output); the losses are MRL's, with no quantisation term
+(``tanh=False`` gives the plain MRL trunk with L outputs and sign at test).
+
+Notation: z¹, z² ∈ R^{n×L} the unit-norm image/text outputs (hashed reading: L units, tanh,
+row L2-normalisation; sign at test, PEERS §5.2); C ∈ R^{L×K} the learnable class centres
+with unit columns; ỹ ∈ {0,1}^{n×K} the noisy labels (one label vector per pair).
+
+**Multi-label reading** (PEERS §5.2). The code's RC loss is
+``((1 − onehot(y)) * pred).sum(1) / pred.sum(1)`` → log [CODE src/utils.py L144–148], i.e.
+log(1 − p_y). Written with the multi-hot label in place of the one-hot it is
+log(1 − p_Y) with p_Y = Σ_c ỹ_c p(c|z), the posterior mass on the noisy label set; it
+reduces to the code for single-label data. A row with every class positive would make
+p_Y = 1 and the log −∞, hence the guard ``eps`` (PEERS §5.2: log(1 − p_Y + 1e-7)); on
+single-label data 1 − p_y ≥ (K − 1)/(K − 1 + e^{2/τ}) and the guard changes the loss by
+less than 1e-7/(1 − p_y) (rounding level); ``eps=0`` is the code bit for bit.
+
+**Where paper and code differ** (each a named switch, the default is the code):
+
+* MC self-similarity: the code zeroes exp(a_kᵀa_k/τ) before forming P_k
+  [CODE main_noisy.py L136]; the paper's eq. 6 keeps it in the numerator and the
+  denominator (``self_similarity="keep"``).
+* MC normalisation: the code returns ``loss1 + loss2``, two numerically identical terms
+  [CODE main_noisy.py L139–144]; this factor 2 is also the paper's eq. 7 (a sum over the m = 2
+  modalities of means over N), so ``doubled=True`` is code and paper alike.
+* LR schedule: the code steps ``CosineAnnealingLR`` with the epoch index after each epoch
+  and once before the loop, so epoch e trains at η(max(e − 1, 0)) (epochs 0 and 1 at the full
+  rate; ``lr_schedule="cosine-lagged"``, the code); ``cosine`` is the unlagged η(e),
+  ``constant`` no schedule.
+* Centres: the code takes the first K columns of an L×L ``orthogonal_`` matrix
+  [CODE main_noisy.py L83–84], impossible for K > L (COCO below 80 bits, IAPR at any L).
+  :func:`init_centres` draws ``orthogonal_`` on L×K directly and normalises the columns
+  (``mode="direct"``, PEERS §5.2): for K ≤ L this has the same (Haar) distribution as the
+  code's slice (``mode="slice"``), and the code is unseeded, so no draw is reproducible anyway.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from nrchbench.errors import ConfigError, RegistryError
+from nrchbench.methods._common import iter_batches, mlp
+from nrchbench.methods.base import EpochLog, HashingMethod, Rng, TrainData
+from nrchbench.params import Params
+from nrchbench.registry import DATASETS, METHODS
+
+__all__ = [
+    "MRL",
+    "MRLParams",
+    "init_centres",
+    "learning_rate",
+    "mc_loss",
+    "mrl_loss",
+    "normalise_centres",
+    "rc_loss",
+]
+
+CentreInit = Literal["direct", "slice"]
+SelfSimilarity = Literal["zero", "keep"]
+
+
+# ============================================================================ centres
+@torch.no_grad()
+def init_centres(
+    num_classes: int, dim: int, generator: torch.Generator, mode: CentreInit = "direct", dtype=torch.float32
+) -> torch.Tensor:
+    """Initial class centres C ∈ R^{dim×K} with unit columns.
+
+    * ``direct`` (PEERS §5.2, any K): ``orthogonal_`` of a dim×K matrix, then each column
+      divided by its norm. For K ≤ dim the columns are orthonormal already (normalising is a
+      no-op); for K > dim the rows are orthonormal and the columns have norm ≈ √(dim/K)
+      before normalisation (a near-tight frame).
+    * ``slice`` (the code, K ≤ dim only): the first K columns of ``orthogonal_`` of a
+      dim×dim matrix [CODE main_noisy.py L83–84].
+
+    Args:
+        num_classes: K ≥ 1. dim: L ≥ 1 (the code length in the hashed reading; d_c = 512 in
+            the original). generator: CPU generator for the draw. mode: see above.
+        dtype: floating dtype of the result.
+
+    Returns:
+        dim×K tensor on the CPU with unit-norm columns.
+    """
+    if num_classes < 1 or dim < 1:
+        raise ValueError(f"init_centres: need num_classes >= 1 and dim >= 1, got {num_classes!r}, {dim!r}")
+    if mode == "direct":
+        c = torch.empty(dim, num_classes, dtype=dtype)
+        nn.init.orthogonal_(c, gain=1.0, generator=generator)
+        return normalise_centres(c)
+    if mode == "slice":
+        if num_classes > dim:
+            raise ValueError(
+                f"init_centres: mode 'slice' (the official code) needs num_classes <= dim, got {num_classes} "
+                f"classes for {dim} dimensions; use mode='direct'"
+            )
+        c = torch.empty(dim, dim, dtype=dtype)
+        nn.init.orthogonal_(c, gain=1.0, generator=generator)
+        return c[:, :num_classes].clone()
+    raise ValueError(f"init_centres: mode must be 'direct' or 'slice', got {mode!r}")
+
+
+def normalise_centres(centres: torch.Tensor) -> torch.Tensor:
+    """C / ‖C‖ column-wise: ``C.data = (C / C.norm(dim=0, keepdim=True))`` before every step
+    [CODE main_noisy.py L153–154] (the method applies it to ``.data``, outside autograd)."""
+    return centres / centres.norm(dim=0, keepdim=True)
+
+
+# ============================================================================ RC (robust clustering)
+def rc_loss(
+    z: torch.Tensor, centres: torch.Tensor, labels: torch.Tensor, tau: float = 1.0, eps: float = 1e-7
+) -> torch.Tensor:
+    """Per-sample robust-clustering loss of one modality: log(1 − p_Y,i + eps).
+
+    p(c|z_i) = softmax_c(z_iᵀC_c/τ₁) [CODE main_noisy.py L161, src/utils.py L145], p_Y,i =
+    Σ_c ỹ_ic p(c|z_i) (multi-label reading, module docstring); the code's value is
+    log(Σ_c (1 − ỹ_ic) p_ic / Σ_c p_ic) = log(1 − p_Y) [CODE src/utils.py L144–148],
+    [PAPER eq. 5]. Minimising it pushes p_Y → 1 while down-weighting hard (likely noisy) samples.
+
+    Args:
+        z: n×L outputs of one modality. centres: L×K, unit columns. labels: n×K noisy labels.
+        tau: τ₁ > 0 (code ``--tau``, 1). eps: guard inside the log (0 = the code).
+
+    Returns:
+        Per-sample loss, shape (n,), values ≤ log(1 + eps).
+    """
+    p = torch.softmax(z @ centres / tau, dim=1)
+    # 1 − p_Y as the code forms it: the mass on the negatives over the total (no cancellation
+    # when p_Y → 1; exactly 0 for a row with every class positive)
+    neg = ((1.0 - labels.to(p.dtype)) * p).sum(1) / p.sum(1)
+    return torch.log(neg + eps)
+
+
+# ============================================================================ MC (multimodal contrastive)
+def mc_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    tau: float = 1.0,
+    self_similarity: SelfSimilarity = "zero",
+    doubled: bool = True,
+) -> torch.Tensor:
+    """Multimodal contrastive loss L_c = −2·mean_k log P_k over a = [z¹; z²] (2n rows).
+
+    ``zero`` (the code, [CODE main_noisy.py L130–144]):
+        P_k = exp(a_kᵀa_k′/τ₂) / Σ_{l≠k} exp(a_kᵀa_l/τ₂), k′ the cross-modal partner of k.
+    ``keep`` ([PAPER eq. 6]):
+        P_k = (exp(a_kᵀa_k/τ₂) + exp(a_kᵀa_k′/τ₂)) / Σ_l exp(a_kᵀa_l/τ₂).
+    ``doubled`` keeps the factor 2 (code ``loss1 + loss2``, and the paper's eq. 7 sum over
+    two modalities); computed with log-sum-exp, equal to the code's ``exp``/``sum`` up to rounding.
+
+    Args:
+        z1, z2: n×L outputs (unit rows). tau: τ₂ > 0. self_similarity: ``zero`` | ``keep``.
+        doubled: see above.
+
+    Returns:
+        Scalar L_c.
+    """
+    n = z1.shape[0]
+    a = torch.cat([z1, z2])
+    s = a @ a.t() / tau
+    idx = torch.arange(2 * n, device=a.device)
+    partner = idx.roll(n)
+    pos = s[idx, partner]
+    if self_similarity == "zero":
+        eye = torch.eye(2 * n, dtype=torch.bool, device=a.device)
+        log_p = pos - torch.logsumexp(s.masked_fill(eye, float("-inf")), dim=1)
+    elif self_similarity == "keep":
+        log_p = torch.logaddexp(s[idx, idx], pos) - torch.logsumexp(s, dim=1)
+    else:
+        raise ValueError(f"mc_loss: self_similarity must be 'zero' or 'keep', got {self_similarity!r}")
+    loss = -log_p.mean()
+    return 2.0 * loss if doubled else loss
+
+
+# ============================================================================ total
+def mrl_loss(
+    z1: torch.Tensor,
+    z2: torch.Tensor,
+    centres: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    beta: float = 0.7,
+    tau1: float = 1.0,
+    tau2: float = 1.0,
+    eps: float = 1e-7,
+    self_similarity: SelfSimilarity = "zero",
+    doubled: bool = True,
+) -> dict[str, torch.Tensor]:
+    """The training loss of one batch: L = β·L_r + (1 − β)·L_c.
+
+    L_r = Σ_m mean_i log(1 − p_Y,i^m + eps) (:func:`rc_loss` summed over the two
+    modalities, [CODE main_noisy.py L162–163]; [PAPER eq. 5]), L_c = :func:`mc_loss`
+    [CODE main_noisy.py L164]. Both modalities use the pair's one noisy label vector.
+
+    Args:
+        z1, z2: n×L image/text outputs. centres: L×K (unit columns). labels: n×K noisy labels.
+        beta: β in [0, 1] (README command 0.7; argparse default 0.5). tau1: τ₁ of RC.
+        tau2: τ₂ of MC (the code uses one ``--tau`` for both). eps, self_similarity, doubled:
+            see :func:`rc_loss` and :func:`mc_loss`.
+
+    Returns:
+        ``loss`` (to backpropagate), ``loss_rc`` (L_r), ``loss_mc`` (L_c) and ``sample_loss``
+        (per-sample RC summed over modalities, detached).
+    """
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"mrl_loss: beta must be in [0, 1], got {beta!r}")
+    r1 = rc_loss(z1, centres, labels, tau1, eps)
+    r2 = rc_loss(z2, centres, labels, tau1, eps)
+    lr = r1.mean() + r2.mean()
+    lc = mc_loss(z1, z2, tau2, self_similarity, doubled)
+    return {
+        "loss": beta * lr + (1.0 - beta) * lc,
+        "loss_rc": lr,
+        "loss_mc": lc,
+        "sample_loss": (r1 + r2).detach(),
+    }
+
+
+# ============================================================================ schedule
+LRSchedule = Literal["cosine-lagged", "cosine", "constant"]
+
+
+def learning_rate(epoch: int, lr: float, epochs: int, schedule: LRSchedule = "cosine-lagged") -> float:
+    """The learning rate of 0-based ``epoch``.
+
+    η(t) = lr·(1 + cos(πt/T))/2 with T = ``epochs`` (``CosineAnnealingLR``, eta_min 0):
+
+    * ``cosine-lagged`` (the code: ``step(0)`` before the loop and ``step(e)`` after epoch e,
+      [CODE main_noisy.py L322–327]): η(max(e − 1, 0));
+    * ``cosine``: η(e); ``constant``: lr.
+    """
+    if schedule == "constant":
+        return float(lr)
+    if schedule == "cosine-lagged":
+        t = max(epoch - 1, 0)
+    elif schedule == "cosine":
+        t = epoch
+    else:
+        raise ConfigError(f"mrl parameter 'lr_schedule': expected cosine-lagged, cosine or constant, got {schedule!r}")
+    return float(lr) * (1.0 + math.cos(math.pi * t / epochs)) / 2.0
+
+
+# ============================================================================ networks
+class _Head(nn.Module):
+    """Linear(d→H)–ReLU–Linear(H→H)–ReLU–Linear(H→L) (PyTorch default init, biases everywhere)
+    [CODE nets/ImageNet.py, nets/TextNet.py], then tanh (the hashed reading) and row
+    L2-normalisation."""
+
+    def __init__(self, body: nn.Module, tanh: bool) -> None:
+        super().__init__()
+        self.fc = body
+        self.tanh = tanh
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.fc(x)
+        return F.normalize(z.tanh() if self.tanh else z, dim=1)
+
+
+# ============================================================================ method
+#: The README's wiki command (the only published run configuration): 30 epochs, batch 100,
+#: β 0.7, ``--loss MCE``. The paper's other datasets are not nrchbench datasets.
+_DATASET_PARAMS: dict[str, dict[str, Any]] = {"wiki": {"epochs": 30, "batch_size": 100, "beta": 0.7}}
+
+
+class MRLParams(Params):
+    """MRL (hashed) hyper-parameters; defaults = the official code and README (PEERS §5)."""
+
+    hidden: int = Field(4096, ge=1, description="units of the two hidden layers of both nets")
+    epochs: int = Field(100, ge=1, description="training epochs (argparse and paper: 100)")
+    batch_size: int = Field(100, ge=1, description="--train_batch_size")
+    lr: float = Field(1e-4, gt=0, description="Adam learning rate (nets and centres)")
+    adam_beta1: float = Field(0.5, ge=0, lt=1, description="Adam β1 (the code: 0.5)")
+    adam_beta2: float = Field(0.999, ge=0, lt=1, description="Adam β2")
+    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay (--wd)")
+    lr_schedule: LRSchedule = Field("cosine-lagged", description="cosine-lagged (code), cosine or constant")
+    beta: float = Field(0.7, ge=0, le=1, description="β: weight of RC against MC (README 0.7)")
+    tau: float = Field(1.0, gt=0, description="temperature τ1 = τ2 of RC and MC (one --tau in the code)")
+    eps: float = Field(1e-7, ge=0, description="guard in log(1 − p_Y + eps) (PEERS §5.2; 0 = the code)")
+    self_similarity: SelfSimilarity = Field("zero", description="MC: zero (code) or keep (paper eq. 6)")
+    centre_init: CentreInit = Field("direct", description="direct (any K, PEERS §5.2) or slice (code, K ≤ L)")
+    tanh: bool = Field(True, description="tanh before the L2-normalisation (the hashed reading)")
+
+
+@METHODS.register("mrl")
+class MRL(HashingMethod):
+    """MRL (CVPR 2021) in the hashed reading: robust clustering to learnable centres + multimodal contrast.
+
+    Hyper-parameters: :class:`MRLParams` (official code/README values; per-dataset values
+    from :meth:`dataset_params`). Presets: ``paper`` = the official values; ``fast`` = hidden
+    1,024 and 30 epochs, the configuration of the official-code fidelity runs on wiki;
+    ``tiny`` = seconds (tests).
+
+    Per-epoch log: losses ``loss`` (β·L_r + (1 − β)·L_c), ``loss_rc`` (L_r, the sum of the two
+    modalities' RC means), ``loss_mc`` (L_c), each the mean over the epoch's batches; value
+    ``lr``; ``sample_loss`` (per-row RC summed over the modalities, from the batch the row
+    was trained in); time ``train``.
+
+    Random streams: initial weights (image net, text net, then the centres) from
+    ``rng.torch("init")``, batch permutations from ``rng.torch("batches")`` (the code sets
+    no seed at all).
+    """
+
+    name = "mrl"
+    description = "MRL (CVPR 2021), hashed reading: robust clustering (RC) + multimodal contrastive (MC), tanh+sign"
+    Params = MRLParams
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "fast": {"hidden": 1024, "epochs": 30},
+        "tiny": {"hidden": 64, "epochs": 10, "batch_size": 32, "lr": 3e-3},
+    }
+    uses_labels = True
+    LOSS_KEYS: ClassVar[tuple[str, ...]] = ("loss", "loss_rc", "loss_mc")
+
+    @classmethod
+    def dataset_params(cls, dataset: str) -> dict[str, Any]:
+        """The README's wiki configuration (30 epochs, batch 100, β 0.7); the defaults elsewhere."""
+        try:
+            key = DATASETS.canonical(dataset)
+        except RegistryError:
+            key = str(dataset).lower()
+        return dict(_DATASET_PARAMS.get(key, {}))
+
+    def setup(self, data: TrainData, rng: Rng) -> None:
+        p = self.p
+        k = data.num_classes
+        if p.centre_init == "slice" and k > self.bits:
+            raise ConfigError(
+                f"mrl parameter 'centre_init': 'slice' (the official code) needs at most {self.bits} classes "
+                f"at {self.bits} bits, the data has {k}; use centre_init=direct"
+            )
+        gen = rng.torch("init")
+        self.img_net = _Head(mlp(data.image.shape[1], p.hidden, self.bits, 3, gen), p.tanh).to(data.device)
+        self.txt_net = _Head(mlp(data.text.shape[1], p.hidden, self.bits, 3, gen), p.tanh).to(data.device)
+        self.C = nn.Parameter(init_centres(k, self.bits, gen, p.centre_init).to(data.device))
+        self._opt = torch.optim.Adam(
+            [self.C, *self.img_net.parameters(), *self.txt_net.parameters()],
+            lr=p.lr,
+            betas=(p.adam_beta1, p.adam_beta2),
+            weight_decay=p.weight_decay,
+        )
+        self._batch_gen = rng.torch("batches")
+
+    def train_epoch(self, epoch: int, data: TrainData, rng: Rng) -> EpochLog:
+        p = self.p
+        log = EpochLog(epoch)
+        lr = learning_rate(epoch, p.lr, p.epochs, p.lr_schedule)
+        for group in self._opt.param_groups:
+            group["lr"] = lr
+        image, text, labels = data.image.float(), data.text.float(), data.labels.float()
+        rc = torch.zeros(data.n, device=data.device)
+        sums = torch.zeros(len(self.LOSS_KEYS), device=data.device)
+        batches = 0
+        with log.timer("train", data.device):
+            for idx in iter_batches(data.n, p.batch_size, self._batch_gen, data.device):
+                with torch.no_grad():  # C.data = C / C.norm(dim=0) before every step [CODE L153–154]
+                    self.C.copy_(normalise_centres(self.C))
+                terms = mrl_loss(
+                    self.img_net(image[idx]),
+                    self.txt_net(text[idx]),
+                    self.C,
+                    labels[idx],
+                    beta=p.beta,
+                    tau1=p.tau,
+                    tau2=p.tau,
+                    eps=p.eps,
+                    self_similarity=p.self_similarity,
+                )
+                self._opt.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                self._opt.step()
+                sums += torch.stack([terms[k].detach() for k in self.LOSS_KEYS])
+                rc[idx] = terms["sample_loss"].to(rc.dtype)
+                batches += 1
+        log.losses.update(zip(self.LOSS_KEYS, (sums / max(batches, 1)).tolist()))
+        log.values["lr"] = lr
+        log.sample_loss = rc.cpu().numpy().astype(np.float64)
+        return log
+
+    # ---------------------------------------------------------------- inference
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        return self.img_net(x.float())
+
+    def encode_text(self, x: torch.Tensor) -> torch.Tensor:
+        return self.txt_net(x.float())
