@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -307,6 +308,7 @@ class _Run:
         last: dict[str, Any] = {}
 
         def callback(epoch_log: EpochLog) -> None:
+            _check_losses(epoch_log, self.spec.method)  # also for methods that override fit()
             entry = history_entry(epoch_log, clean_mask)
             self.history.append(entry)
             if epoch_log.sample_loss is not None:
@@ -361,6 +363,16 @@ class _Run:
             db_labels=np.asarray(ds.labels[ds.splits["database"]], dtype=np.uint8),
         )
         self.codes_file = path.name
+
+
+def _check_losses(epoch_log: EpochLog, method: str) -> None:
+    """A non-finite loss term fails the run (a record never holds a ``null`` loss)."""
+    bad = [k for k, v in epoch_log.losses.items() if isinstance(v, (float, np.floating)) and not math.isfinite(v)]
+    if bad:
+        term = "" if bad[0] == "loss" else f" term {bad[0]!r}"
+        raise RunFailed(
+            f"NaN in {method} training loss{term} at epoch {epoch_log.epoch}; lower 'lr' or check the input"
+        )
 
 
 def _method_class(name: str) -> type[HashingMethod]:
