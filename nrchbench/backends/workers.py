@@ -51,6 +51,8 @@ __all__ = ["TAIL_LINES", "WorkerPool", "death_reason"]
 TAIL_LINES = 20
 #: Seconds between checks of the workers' output while no result comes in.
 POLL_S = 0.25
+#: Seconds an idle worker gets to exit by itself at the end of a sweep before it is killed.
+EXIT_GRACE_S = 0.5
 _LOG_MARK = "\x1e"  # starts an output line that is a log record: MARK + json [level, name, message]
 _HINTS = {
     signal.SIGKILL: " (the out-of-memory killer sends it)",
@@ -278,7 +280,12 @@ class WorkerPool:
         return lost_result(spec, reason, pid=w.proc.pid or 0, details={**details, "output": tail})
 
     def close(self) -> None:
-        """Stop every worker (idle ones are asked, running ones killed) and remove their output files."""
+        """Stop every worker and remove their output files.
+
+        Idle workers are asked to exit and killed after :data:`EXIT_GRACE_S` (an idle worker
+        has written and reported everything; the interpreter's own teardown with torch
+        loaded takes seconds); running ones (Ctrl-C, an error in the driver) are killed.
+        """
         for w in self.workers:
             if w.spec is None:
                 try:
@@ -287,12 +294,12 @@ class WorkerPool:
                     pass
             else:
                 w.proc.kill()
-        deadline = time.monotonic() + 10.0
+        deadline = time.monotonic() + EXIT_GRACE_S
         for w in list(self.workers):
             w.proc.join(timeout=max(0.0, deadline - time.monotonic()))
             if w.proc.is_alive():
                 w.proc.kill()
-                w.proc.join(timeout=5)
+                w.proc.join(timeout=10)
             self._pump(w, final=True)
             self._discard(w)
         if self.dir is not None:
