@@ -23,8 +23,10 @@ from nrchbench.registry import METHODS
 
 
 class _Projection(HashingMethod):
-    """Random projections: finite codes whatever training did."""
+    """Random projections: finite codes whatever training did. They never use labels, so
+    a grid has one spec of each per (dataset, bits, seed), whatever its noise rates."""
 
+    uses_labels: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {"epochs": 1, "sleep": 0.0}
     presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "fast": {}, "tiny": {}}
 
