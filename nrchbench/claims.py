@@ -13,7 +13,9 @@ that wants the spec takes it over, when
   the start time guards against a reused pid).
 
 A claim is removed as soon as its run's record (``ok`` or ``failed``) is written, and every
-claim a sweep holds is removed when the sweep ends, however it ends short of SIGKILL.
+claim a sweep holds is removed when the sweep ends, however it ends short of SIGKILL. The
+claims a killed sweep left are removed by the next sweep on the directory, whether or not it
+wants their specs (:meth:`Claims.clean_stale`, at its start and its end).
 
 Taking over: the taker renames the stale file to a private name, checks that what it moved
 is the very file it judged stale (same inode, same mtime: no heartbeat since), deletes it
@@ -237,6 +239,17 @@ class Claims:
             grave.unlink(missing_ok=True)
         log.info("took over the claim %s of %s: %s", claim.path.name, claim.describe(), reason)
         return True
+
+    def clean_stale(self) -> int:
+        """Remove every stale claim under ``out`` (a killed sweep's claims on specs that nobody
+        will claim again: done since, or not in any later sweep); returns how many."""
+        removed = 0
+        for path in iter_claim_files(self.out):
+            claim = read_claim(path)
+            reason = self.stale_reason(claim) if claim is not None else None
+            if reason is not None and self._take_over(claim, reason):  # type: ignore[arg-type]
+                removed += 1
+        return removed
 
     def release(self, spec: RunSpec | str) -> None:
         """Remove this sweep's claim on ``spec`` (a claim taken over by another is left alone)."""

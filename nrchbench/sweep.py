@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 class SweepEvent:
     """One step of a sweep, for progress displays.
 
-    ``kind`` is ``"skip"`` (a finished record exists, or another sweep just wrote it),
+    ``kind`` is ``"skip"`` (a finished record exists, or another sweep just ran the spec:
+    see the summary for its outcome),
     ``"start"``, ``"done"`` or ``"wait"`` (waiting for runs another sweep holds; ``spec`` is
     one of them); ``result`` is set for ``done``; ``done``/``total`` count finished and
     skipped runs.
@@ -58,8 +59,9 @@ ProgressFn = Callable[[SweepEvent], None]
 class SweepSummary:
     """What a sweep did: counts, wall time and one row per spec (where it ran, how long).
 
-    ``skipped`` counts specs this sweep did not run because they have a record: from before
-    (resumed) or, ``elsewhere`` of them, written meanwhile by another sweep on ``out``.
+    ``ok + failed + skipped == total``. ``skipped`` counts specs with an ``ok`` record this
+    sweep did not run; ``elsewhere`` counts the specs that another sweep on ``out`` ran while
+    this one ran (among ``skipped`` if ok, among ``failed`` if not).
     """
 
     out: str
@@ -96,6 +98,7 @@ def _row(spec: RunSpec, status: str, **extra: Any) -> dict[str, Any]:
         "pid": None,
         "seconds": None,
         "node": None,
+        "elsewhere": False,
         **extra,
     }
 
@@ -221,6 +224,7 @@ class _SweepRun:
         sw, summary = self.sw, self.summary
         clean_stale_tmp(self.out)
         clean_claim_leftovers(self.out)
+        self.claims.clean_stale()
         pending, skipped = sw.plan()
         summary.skipped = len(skipped)
         for rs in skipped:
@@ -247,6 +251,7 @@ class _SweepRun:
                     queue = self._wait_for_others(self.deferred)
         finally:
             clean_stale_tmp(self.out)
+            self.claims.clean_stale()
             summary.wall_s = time.perf_counter() - self.t0
             summary.runs = [self.rows[rs.run_id] for rs in sw.specs]
         return summary
@@ -308,11 +313,15 @@ class _SweepRun:
         return record
 
     def _done_elsewhere(self, rs: RunSpec, rec: Record) -> None:
-        self.summary.skipped += 1
+        """Another sweep ran ``rs`` while this one ran: its outcome counts (a failure too)."""
+        if rec.status == "ok":
+            self.summary.skipped += 1
+        else:
+            self.summary.failed += 1
         self.summary.elsewhere += 1
         self.done += 1
-        self.rows[rs.run_id].update(status="skipped", error=None, path=str(record_path(self.out, rs)))
-        self.rows[rs.run_id]["elsewhere"] = rec.status
+        status = "skipped" if rec.status == "ok" else "failed"
+        self.rows[rs.run_id].update(status=status, error=rec.error, path=str(record_path(self.out, rs)), elsewhere=True)
         self._emit("skip", rs)
 
     def _wait_for_others(self, deferred: list[RunSpec]) -> list[RunSpec]:

@@ -219,6 +219,11 @@ def test_claims_are_exclusive_released_and_stale_ones_taken_over(tmp_path: Path)
     assert read_claim(path).owner["token"] == b.token
     b.release(spec)
     assert not claim_files(tmp_path)
+    # a killed sweep's claim on a spec nobody claims again is cleaned up by the next sweep
+    path.write_text(json.dumps({"host": a.host, "pid": _dead_pid(), "start": None, "token": "z" * 16}))
+    live = claim_path(tmp_path, grid("toy-linear", seeds="1")[0])
+    live.write_text(json.dumps({"host": "elsewhere", "pid": 1, "start": None, "token": "w" * 16}))
+    assert a.clean_stale() == 1 and claim_files(tmp_path) == [live]
 
 
 @pytest.mark.slow

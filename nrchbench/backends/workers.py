@@ -54,11 +54,11 @@ POLL_S = 0.25
 #: Seconds an idle worker gets to exit by itself at the end of a sweep before it is killed.
 EXIT_GRACE_S = 0.5
 _LOG_MARK = "\x1e"  # starts an output line that is a log record: MARK + json [level, name, message]
-_HINTS = {
-    signal.SIGKILL: " (the out-of-memory killer sends it)",
-    signal.SIGSEGV: " (segmentation fault)",
-    signal.SIGBUS: " (bus error)",
-    signal.SIGABRT: " (aborted)",
+_HINTS = {  # by name: not every platform has every signal
+    "SIGKILL": " (the out-of-memory killer sends it)",
+    "SIGSEGV": " (segmentation fault)",
+    "SIGBUS": " (bus error)",
+    "SIGABRT": " (aborted)",
 }
 
 
@@ -131,7 +131,7 @@ def death_reason(exitcode: int | None, tail: Iterable[str]) -> str:
     elif exitcode < 0:
         try:
             sig = signal.Signals(-exitcode)
-            what = f"was killed by {sig.name}{_HINTS.get(sig, '')}"
+            what = f"was killed by {sig.name}{_HINTS.get(sig.name, '')}"
         except ValueError:
             what = f"was killed by signal {-exitcode}"
     else:
