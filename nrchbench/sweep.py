@@ -209,7 +209,7 @@ class _SweepRun:
         self.done = 0
         self.claims = Claims(self.out, timeout_s=sweep.claim_timeout_s, heartbeat_s=sweep.heartbeat_s)
         self.by_id: dict[str, RunSpec] = {}
-        self.seen: dict[str, tuple[int, int] | None] = {}  # the record file each pending spec had at the start
+        self.seen: dict[str, tuple[int, int] | None] = {}  # the record file each spec had at the start
         self.deferred: list[RunSpec] = []  # claimed by another sweep in this round
 
     def _emit(self, kind: str, rs: RunSpec, result: RunResult | None = None) -> None:
@@ -225,6 +225,9 @@ class _SweepRun:
         clean_stale_tmp(self.out)
         clean_claim_leftovers(self.out)
         self.claims.clean_stale()
+        # which record file each spec has now, taken before planning: a record another sweep
+        # writes from here on is seen as such (and its spec not run again)
+        self.seen = {rs.run_id: _stamp(record_path(self.out, rs)) for rs in sw.specs}
         pending, skipped = sw.plan()
         summary.skipped = len(skipped)
         for rs in skipped:
@@ -233,7 +236,6 @@ class _SweepRun:
             self._emit("skip", rs)
         for rs in pending:
             self.by_id[rs.run_id] = rs
-            self.seen[rs.run_id] = _stamp(record_path(self.out, rs))
             self.rows[rs.run_id] = _row(rs, "pending")
         log.info(
             "sweep: %d run(s), %d already done, %d to run on %s",
