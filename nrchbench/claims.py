@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nrchbench.errors import ConfigError
 from nrchbench.records import record_path
 from nrchbench.resultsdir import iter_run_dir_files, remove_stale_files
 from nrchbench.spec import RunSpec
@@ -155,7 +156,9 @@ class Claims:
         self, out: str | os.PathLike, *, timeout_s: float = TIMEOUT_S, heartbeat_s: float = HEARTBEAT_S
     ) -> None:
         if not 0 < heartbeat_s < timeout_s:
-            raise ValueError(f"heartbeat_s={heartbeat_s} must be positive and below timeout_s={timeout_s}")
+            raise ConfigError(
+                f"claim heartbeat {heartbeat_s}s: expected a positive number below the timeout ({timeout_s}s)"
+            )
         self.out = Path(out)
         self.timeout_s, self.heartbeat_s = float(timeout_s), float(heartbeat_s)
         self.host, self.pid = socket.gethostname(), os.getpid()
