@@ -95,7 +95,7 @@ def _worker_main(
     os.close(fd)
     sys.stdout = open(1, "w", buffering=1, errors="backslashreplace", closefd=False)
     sys.stderr = open(2, "w", buffering=1, errors="backslashreplace", closefd=False)
-    faulthandler.enable(file=sys.stderr, all_threads=True)
+    faulthandler.enable(file=sys.stderr, all_threads=False)  # the faulting thread
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RecordLine())
     root = logging.getLogger()
@@ -125,7 +125,8 @@ def _worker_main(
 
 # ---------------------------------------------------------------------- in the driver
 def death_reason(exitcode: int | None, tail: Iterable[str]) -> str:
-    """One line: how a run's process ended (signal or exit code) and its last output line."""
+    """One line: how a run's process ended (signal or exit code) and its last output line
+    (for a crash that :mod:`faulthandler` reported: its error and innermost frame)."""
     if exitcode is None:
         what = "vanished"
     elif exitcode < 0:
@@ -142,7 +143,7 @@ def death_reason(exitcode: int | None, tail: Iterable[str]) -> str:
         frames = [t for t in lines[fatal[-1] :] if t.startswith("File ")]
         last = lines[fatal[-1]] + (f" at {frames[0]}" if frames else "")
     else:
-        last = lines[-1] if lines else ""
+        last = next((t for t in reversed(lines) if not t.startswith("Extension modules:")), "")
     return (f"run process {what}; " + (f"last output: {last}" if last else "no output"))[:500]
 
 
@@ -154,6 +155,7 @@ class _Worker:
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
     partial: bytes = b""
     spec: RunSpec | None = None
+    crash: list[str] = field(default_factory=list)  # a faulthandler report: its first lines
 
 
 class WorkerPool:
@@ -216,6 +218,8 @@ class WorkerPool:
             elif line or not final:
                 w.tail.append(line)
                 sys.stderr.write(line + "\n")
+                if line.startswith("Fatal Python error") or 0 < len(w.crash) < 8:
+                    w.crash.append(line)
 
     # ------------------------------------------------------------------ the loop
     def run_all(self, specs: Iterable[RunSpec], kw: RunKwargs, on_start: OnStart, on_result: OnResult) -> None:
@@ -246,6 +250,7 @@ class WorkerPool:
                 w = idle[0] if idle else self._start()
                 self._pump(w)
                 w.tail.clear()
+                w.crash.clear()
                 try:
                     w.conn.send((spec, kw))
                 except (BrokenPipeError, ConnectionResetError, EOFError):  # it died while idle
@@ -271,7 +276,10 @@ class WorkerPool:
             return None
         w.proc.join()
         self._pump(w, final=True)
-        spec, tail, code = w.spec, list(w.tail), w.proc.exitcode
+        tail = list(w.tail)
+        if w.crash and w.crash[0] not in tail:  # a long crash report: keep its head too
+            tail = [*w.crash, "...", *tail]
+        spec, code = w.spec, w.proc.exitcode
         self._discard(w)
         assert spec is not None
         reason = death_reason(code, tail)
