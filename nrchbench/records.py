@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import re
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nrchbench.errors import DataError
+from nrchbench.resultsdir import RUNS_DIR, check_writable, clean_stale_tmp
 from nrchbench.spec import IDENTITY_FIELDS, LEGACY_NAMES, RunSpec
 from nrchbench.utils import atomic_write_json
 
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "SCHEMA_VERSION",
     "Record",
+    "check_writable",
+    "clean_stale_tmp",
     "codes_path",
     "find_record",
     "iter_record_paths",
@@ -45,8 +47,6 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 2
-RUNS_DIR = "runs"
-TMP_SUFFIX = ".tmp"
 DIRECTIONS = ("i2t", "t2i", "avg")
 TIMING_KEYS = ("load", "noise", "fit", "encode", "evaluate", "total")
 
@@ -308,29 +308,6 @@ def locate_record(ref: str | os.PathLike, results_dir: str | os.PathLike = "resu
     raise DataError(
         f"no record {str(ref)!r}: expected a record path or a run id of a record under {str(results_dir)!r} (--results)"
     )
-
-
-def clean_stale_tmp(out: str | os.PathLike, min_age_s: float = 1.0) -> int:
-    """Remove temp files left under ``<out>/runs`` by a killed writer; returns how many.
-
-    Files younger than ``min_age_s`` may belong to a live writer (another sweep sharing the
-    results directory) and are kept: an atomic write holds its temp file for milliseconds.
-    """
-    base = Path(out) / RUNS_DIR
-    if not base.is_dir():
-        return 0
-    now = time.time()
-    removed = 0
-    for p in base.rglob(f"*{TMP_SUFFIX}"):
-        try:
-            if now - p.stat().st_mtime >= min_age_s:
-                p.unlink()
-                removed += 1
-        except FileNotFoundError:
-            continue
-    if removed:
-        log.info("removed %d stale temp file(s) under %s", removed, base)
-    return removed
 
 
 def identity_of(record: Record) -> dict[str, Any]:

@@ -4,7 +4,18 @@ Registration is by decorator (``@METHODS.register("nrch")``) or through an entry
 group (``nrchbench.methods``, ``nrchbench.datasets``, ``nrchbench.noise``). The built-ins
 are declared in ``pyproject.toml`` exactly as a third-party plugin would declare its own,
 and their modules also use the decorator; registering the *same* object twice under the
-same name is a no-op, registering a *different* object under a taken name raises.
+same name is a no-op.
+
+A name belongs to whoever declared it first — an entry point counts from the moment it is
+discovered, imported or not. Registering a *different* object under a taken name is an
+error (one line: whose the name is, who claims it), so a plugin can never silently replace
+a built-in or another plugin. Replacing one on purpose is explicit::
+
+    @METHODS.register("nrch", override=True)   # logged as a warning; ``nrchbench list`` shows it
+    class MyNRCH(HashingMethod): ...
+
+An overridden entry point is never imported afterwards, and its own module's registration
+(if something imports that module anyway) leaves the override in place.
 
 Entry points are discovered lazily: nothing is imported until a name is looked up or the
 whole registry is listed, so a broken plugin never breaks ``nrchbench --help``. A plugin
@@ -70,6 +81,8 @@ class Registry(Generic[T]):
         self._aliases: dict[str, str] = dict(aliases or {})
         self._discovered = False
         self._broken: dict[str, str] = {}
+        self._overridden: dict[str, md.EntryPoint] = {}  # name -> the entry point an override replaced
+        self._loading: str | None = None  # the entry point being imported now
 
     # ------------------------------------------------------------------ registration
     def register(
@@ -79,8 +92,13 @@ class Registry(Generic[T]):
         *,
         aliases: tuple[str, ...] | list[str] = (),
         description: str | None = None,
+        override: bool = False,
     ) -> Any:
         """Register ``obj`` under ``name``; usable as ``@registry.register("name")``.
+
+        Args:
+            override: replace what is registered under ``name`` (a built-in included), with
+                a warning in the log. Without it a taken name is an error.
 
         Raises:
             RegistryError: if ``name`` (or an alias) is taken by a different object.
@@ -90,35 +108,46 @@ class Registry(Generic[T]):
             key = name or getattr(o, "name", None) or getattr(o, "__name__", None)
             if not key:
                 raise RegistryError(f"cannot register {o!r} as a {self.kind}: no name given")
-            self._add(str(key), o, description, tuple(aliases))
+            self._add(str(key), o, description, tuple(aliases), override)
             return o
 
         if obj is not None:
             return deco(obj)
         return deco
 
-    def _add(self, key: str, o: Any, description: str | None, aliases: tuple[str, ...]) -> None:
+    def _add(self, key: str, o: Any, description: str | None, aliases: tuple[str, ...], override: bool = False) -> None:
         key = key.lower()
+        self.discover()  # entry points own their names from the start, imported or not
         existing = self._entries.get(key)
         desc = (
             description
             if description is not None
             else _first_line(getattr(o, "description", None) or getattr(o, "__doc__", None))
         )
-        if existing is not None:
-            if existing.obj is o:
-                return
-            if existing.obj is None:
-                # A lazy entry point whose module is registering itself now.
-                existing.obj = o
-                existing.description = desc or existing.description
-            else:
+        if existing is not None and existing.obj is not o:
+            if key in self._overridden and _declares(self._overridden[key], o):
+                return  # the overridden original registering itself: the override stays
+            if not override and existing.obj is None and existing.entry_point is not None:
+                if self._loading == key or _declares(existing.entry_point, o):
+                    # A lazy entry point whose module is registering itself now.
+                    existing.obj = o
+                    existing.description = desc or existing.description
+                    for a in aliases:
+                        self.add_alias(a, key)
+                    return
+            if not override:
+                owner = _describe(existing.obj) if existing.obj is not None else existing.entry_point.value  # type: ignore[union-attr]
                 raise RegistryError(
-                    f"duplicate {self.kind} name {key!r}: already registered by "
-                    f"{_describe(existing.obj)} ({existing.source}), now claimed by {_describe(o)}; "
-                    "rename one of them"
+                    f"duplicate {self.kind} name {key!r}: already registered by {owner} ({existing.source}), "
+                    f"now claimed by {_describe(o)}; rename one of them, or register with override=True "
+                    "to replace it on purpose"
                 )
-        else:
+            replaced = _describe(existing.obj) if existing.obj is not None else existing.entry_point.value  # type: ignore[union-attr]
+            if existing.entry_point is not None:
+                self._overridden[key] = existing.entry_point
+            log.warning("%s %r: %s replaces %s (override=True)", self.kind, key, _describe(o), replaced)
+            self._entries[key] = _Entry(key, o, None, desc, f"override of {replaced}")
+        elif existing is None:
             if key in self._aliases:
                 raise RegistryError(
                     f"{self.kind} name {key!r} is already an alias of {self._aliases[key]!r}; choose another name"
@@ -138,8 +167,14 @@ class Registry(Generic[T]):
         self._aliases[alias] = target
 
     def unregister(self, name: str) -> None:
-        """Remove ``name`` (used by tests and by plugin reloading)."""
-        self._entries.pop(name.lower(), None)
+        """Remove ``name`` (used by tests and by plugin reloading); an override is undone,
+        giving the name back to the entry point it replaced."""
+        key = name.lower()
+        self._entries.pop(key, None)
+        ep = self._overridden.pop(key, None)
+        if ep is not None:
+            dist = getattr(getattr(ep, "dist", None), "name", None) or "?"
+            self._entries[key] = _Entry(key, None, ep, "", f"entry point of {dist}")
 
     # ------------------------------------------------------------------ discovery
     def discover(self) -> None:
@@ -165,6 +200,7 @@ class Registry(Generic[T]):
         if entry.loaded:
             return True
         assert entry.entry_point is not None
+        self._loading = entry.name
         try:
             obj = entry.entry_point.load()
         except Exception as exc:  # a broken plugin must never break the CLI
@@ -177,6 +213,8 @@ class Registry(Generic[T]):
                 stacklevel=3,
             )
             return False
+        finally:
+            self._loading = None
         if entry.name in self._entries and not self._entries[entry.name].loaded:
             self._entries[entry.name].obj = obj
             self._entries[entry.name].description = _first_line(
@@ -260,6 +298,15 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, group={self.group!r}, names={self.names()})"
+
+
+def _declares(ep: md.EntryPoint, o: Any) -> bool:
+    """Whether ``o`` is (or comes from the package of) what the entry point ``ep`` points at."""
+    ep_module = ep.value.split(":", 1)[0].strip()
+    module = str(getattr(o, "__module__", "") or "")
+    if f"{module}:{getattr(o, '__qualname__', '')}" == ep.value.replace(" ", ""):
+        return True
+    return bool(module) and module.split(".")[0] == ep_module.split(".")[0]
 
 
 def _describe(o: Any) -> str:

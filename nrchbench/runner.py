@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -307,6 +308,11 @@ class _Run:
         last: dict[str, Any] = {}
 
         def callback(epoch_log: EpochLog) -> None:
+            bad = [
+                k for k, v in epoch_log.losses.items() if isinstance(v, (float, np.floating)) and not math.isfinite(v)
+            ]
+            if bad:  # checked here too for methods that override fit(): a record never holds a null loss
+                raise RunFailed(f"NaN in {self.spec.method} training loss {bad[0]!r} at epoch {epoch_log.epoch}")
             entry = history_entry(epoch_log, clean_mask)
             self.history.append(entry)
             if epoch_log.sample_loss is not None:

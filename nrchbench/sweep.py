@@ -1,11 +1,18 @@
-"""Sweeps: many specs, resumable, on a pluggable backend.
+"""Sweeps: many specs, resumable, crash-proof and shareable, on a pluggable backend.
 
-Resume and crash safety come from three facts: a record's path derives from its run id; a
-record is written atomically (temp file + rename), after its codes file; and a sweep skips
-every spec whose record exists with ``status: ok`` (unless ``force``). So killing a sweep at
-any moment (even SIGKILL) and starting it again loses at most the runs in flight and never
-leaves a half-written or duplicate record; temp files a killed writer left behind are
-removed when the next sweep starts and ends.
+* **Resume.** A record's path derives from its run id; a record is written atomically (temp
+  file + rename), after its codes file; a sweep skips every spec whose record exists with
+  ``status: ok`` (unless ``force``). Killing a sweep at any moment (even SIGKILL) and
+  starting it again loses at most the runs in flight and never leaves a half-written or
+  duplicate record; the temp files of a killed writer are removed at the next start.
+* **Isolation.** Runs do not share the sweep's process (the local backend runs each in a
+  worker process, the Ray backend in a Ray worker): a run that dies is recorded ``failed``
+  with the reason and the sweep goes on.
+* **Sharing.** Each spec is claimed just before it runs (:mod:`nrchbench.claims`), so sweeps
+  started on one results directory — on one machine or several sharing a filesystem —
+  split the work and run each spec once. A sweep that finds a spec claimed by another goes
+  on with the others and at the end waits for it: it returns when every one of its specs has
+  a record, taking over the claims of sweeps that died.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from nrchbench.backends import RunKwargs, RunResult, get_backend
-from nrchbench.records import clean_stale_tmp, find_record, record_path, write_record
+from nrchbench.claims import HEARTBEAT_S, TIMEOUT_S, Claims, clean_claim_leftovers
+from nrchbench.records import Record, find_record, record_path, write_record
+from nrchbench.resultsdir import check_writable, clean_stale_tmp
 from nrchbench.spec import RunSpec
 
 log = logging.getLogger(__name__)
@@ -29,8 +38,11 @@ log = logging.getLogger(__name__)
 class SweepEvent:
     """One step of a sweep, for progress displays.
 
-    ``kind`` is ``"skip"`` (a finished record exists), ``"start"`` or ``"done"``;
-    ``result`` is set for ``done``; ``done``/``total`` count finished and skipped runs.
+    ``kind`` is ``"skip"`` (a finished record exists, or another sweep just ran the spec:
+    see the summary for its outcome),
+    ``"start"``, ``"done"`` or ``"wait"`` (waiting for runs another sweep holds; ``spec`` is
+    one of them); ``result`` is set for ``done``; ``done``/``total`` count finished and
+    skipped runs.
     """
 
     kind: str
@@ -45,7 +57,12 @@ ProgressFn = Callable[[SweepEvent], None]
 
 @dataclass
 class SweepSummary:
-    """What a sweep did: counts, wall time and one row per spec (where it ran, how long)."""
+    """What a sweep did: counts, wall time and one row per spec (where it ran, how long).
+
+    ``ok + failed + skipped == total``. ``skipped`` counts specs with an ``ok`` record this
+    sweep did not run; ``elsewhere`` counts the specs that another sweep on ``out`` ran while
+    this one ran (among ``skipped`` if ok, among ``failed`` if not).
+    """
 
     out: str
     backend: str
@@ -53,6 +70,7 @@ class SweepSummary:
     ok: int = 0
     failed: int = 0
     skipped: int = 0
+    elsewhere: int = 0
     wall_s: float = 0.0
     runs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -80,23 +98,49 @@ def _row(spec: RunSpec, status: str, **extra: Any) -> dict[str, Any]:
         "pid": None,
         "seconds": None,
         "node": None,
+        "elsewhere": False,
         **extra,
     }
 
 
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """Which file is at ``path`` (inode, mtime): tells whether someone wrote it since."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def failed_record(spec: RunSpec, reason: str, details: Mapping[str, Any] | None = None) -> Record:
+    """The ``failed`` record the driver writes for a run that produced none (its process or
+    node died, it could not start); ``details`` (exit code, last output) go to its diagnostics."""
+    import torch
+
+    from nrchbench.runner import failed_record as _failed
+
+    if spec.device.startswith("cuda") and not torch.cuda.is_available():
+        spec = spec.with_device("cpu")  # a CPU-only driver of GPU runs (the device is not hashed)
+    rec = _failed(spec, reason)
+    return rec.model_copy(update={"diagnostics": {"died": dict(details)}}) if details else rec
+
+
 class Sweep:
-    """A list of specs to bring to ``status: ok`` under ``out``.
+    """A list of specs to bring to a record each (``status: ok`` where possible) under ``out``.
 
     Args:
         specs: resolved specs (:func:`nrchbench.grid.expand_grid`); duplicates by run id
             are kept once.
-        out: results directory.
+        out: results directory (checked writable here, before any work).
         backend: ``local`` or ``ray`` (or any name in :data:`nrchbench.backends.BACKENDS`).
         jobs: parallel runs (worker processes for ``local``).
         force: rerun specs that already have an ``ok`` record.
         data_root, device, save_codes: as for :func:`nrchbench.runner.run`.
         plugins: ``--plugin`` modules/files every worker imports first.
         backend_options: extra backend options (Ray: ``address``, ``gpus_per_run``, ``cpus_per_run``).
+        claim_timeout_s, heartbeat_s: when another sweep's claim counts as stale, and how
+            often this sweep's claims are touched (:mod:`nrchbench.claims`).
+        wait_poll_s: seconds between checks while waiting for another sweep's runs.
     """
 
     def __init__(
@@ -112,6 +156,9 @@ class Sweep:
         save_codes: bool = False,
         plugins: Iterable[str] = (),
         backend_options: Mapping[str, Any] | None = None,
+        claim_timeout_s: float = TIMEOUT_S,
+        heartbeat_s: float = HEARTBEAT_S,
+        wait_poll_s: float = 1.0,
     ) -> None:
         self.out = Path(out)
         self.backend_name = backend
@@ -127,6 +174,7 @@ class Sweep:
         )
         self.backend_options = dict(backend_options or {})
         self.backend = get_backend(backend, jobs=self.jobs, **self.backend_options)  # fail early
+        self.claim_timeout_s, self.heartbeat_s, self.wait_poll_s = claim_timeout_s, heartbeat_s, wait_poll_s
         unique: dict[str, RunSpec] = {}
         for rs in specs:
             unique.setdefault(rs.run_id, rs)
@@ -145,63 +193,157 @@ class Sweep:
 
     def run(self, progress: ProgressFn | None = None) -> SweepSummary:
         """Run every pending spec; failed runs are recorded and the sweep goes on."""
-        t0 = time.perf_counter()
-        backend = self.backend
+        check_writable(self.out)
+        return _SweepRun(self, progress).execute()
+
+
+class _SweepRun:
+    """The state of one :meth:`Sweep.run`: rows, counts, claims, and the backend callbacks."""
+
+    def __init__(self, sweep: Sweep, progress: ProgressFn | None) -> None:
+        self.sw, self.progress = sweep, progress
+        self.out = sweep.out
+        self.t0 = time.perf_counter()
+        self.summary = SweepSummary(out=str(self.out), backend=sweep.backend_name, total=len(sweep.specs))
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.done = 0
+        self.claims = Claims(self.out, timeout_s=sweep.claim_timeout_s, heartbeat_s=sweep.heartbeat_s)
+        self.by_id: dict[str, RunSpec] = {}
+        self.seen: dict[str, tuple[int, int] | None] = {}  # the record file each spec had at the start
+        self.deferred: list[RunSpec] = []  # claimed by another sweep in this round
+
+    def _emit(self, kind: str, rs: RunSpec, result: RunResult | None = None) -> None:
+        if self.progress is not None:
+            self.progress(SweepEvent(kind, rs, self.done, self.summary.total, result))
+
+    def _changed(self, rs: RunSpec) -> bool:
+        """Whether another writer replaced ``rs``'s record since this sweep started."""
+        return _stamp(record_path(self.out, rs)) != self.seen[rs.run_id]
+
+    def execute(self) -> SweepSummary:
+        sw, summary = self.sw, self.summary
         clean_stale_tmp(self.out)
-        pending, skipped = self.plan()
-        total = len(self.specs)
-        summary = SweepSummary(out=str(self.out), backend=self.backend_name, total=total, skipped=len(skipped))
-        rows: dict[str, dict[str, Any]] = {}
-        done = 0
+        clean_claim_leftovers(self.out)
+        self.claims.clean_stale()
+        # which record file each spec has now, taken before planning: a record another sweep
+        # writes from here on is seen as such (and its spec not run again)
+        self.seen = {rs.run_id: _stamp(record_path(self.out, rs)) for rs in sw.specs}
+        pending, skipped = sw.plan()
+        summary.skipped = len(skipped)
         for rs in skipped:
-            done += 1
-            rows[rs.run_id] = _row(rs, "skipped", path=str(record_path(self.out, rs)))
-            if progress is not None:
-                progress(SweepEvent("skip", rs, done, total))
-        by_id = {rs.run_id: rs for rs in pending}
+            self.done += 1
+            self.rows[rs.run_id] = _row(rs, "skipped", path=str(record_path(self.out, rs)))
+            self._emit("skip", rs)
         for rs in pending:
-            rows[rs.run_id] = _row(rs, "pending")
-        log.info("sweep: %d run(s), %d already done, %d to run on %s", total, len(skipped), len(pending), backend.name)
-
-        def on_start(rs: RunSpec) -> None:
-            rows[rs.run_id]["status"] = "running"
-            if progress is not None:
-                progress(SweepEvent("start", rs, done, total))
-
-        def on_result(res: RunResult) -> None:
-            nonlocal done
-            rs = by_id[res.run_id]
-            path = None
-            if res.record is not None:
-                path = record_path(self.out, res.record)
-                if not res.written:
-                    write_record(self.out, res.record)
-            if res.status == "ok":
-                summary.ok += 1
-            else:
-                summary.failed += 1
-                log.warning("run %s (%s) failed: %s", rs.run_id, rs.label(), res.error)
-            done += 1
-            rows[rs.run_id].update(
-                status=res.status,
-                error=res.error,
-                host=res.host,
-                pid=res.pid,
-                seconds=res.seconds,
-                node=res.node or None,
-                path=str(path) if path is not None else None,
-            )
-            if progress is not None:
-                progress(SweepEvent("done", rs, done, total, res))
-
+            self.by_id[rs.run_id] = rs
+            self.rows[rs.run_id] = _row(rs, "pending")
+        log.info(
+            "sweep: %d run(s), %d already done, %d to run on %s",
+            summary.total,
+            len(skipped),
+            len(pending),
+            sw.backend.name,
+        )
         try:
-            if pending:
-                backend.run_all(pending, self.run_kwargs, on_start, on_result)
+            with self.claims:
+                queue = pending
+                while queue:
+                    self.deferred = []
+                    sw.backend.run_all(queue, sw.run_kwargs, self.on_start, self.on_result)
+                    queue = self._wait_for_others(self.deferred)
         finally:
             clean_stale_tmp(self.out)
-            summary.wall_s = time.perf_counter() - t0
-            summary.runs = [rows[rs.run_id] for rs in self.specs]
+            self.claims.clean_stale()
+            summary.wall_s = time.perf_counter() - self.t0
+            summary.runs = [self.rows[rs.run_id] for rs in sw.specs]
         return summary
+
+    # -------------------------------------------------------------- backend callbacks
+    def on_start(self, rs: RunSpec) -> bool:
+        """Claim ``rs``; False (do not run it) when another sweep holds it or has just done it."""
+        if not self.claims.acquire(rs):
+            self.rows[rs.run_id]["status"] = "claimed elsewhere"
+            self.deferred.append(rs)
+            return False
+        if self._changed(rs):  # done by another sweep while this one ran (checked under the claim)
+            rec = find_record(self.out, rs)
+            if rec is not None:
+                self.claims.release(rs)
+                self._done_elsewhere(rs, rec)
+                return False
+        self.rows[rs.run_id]["status"] = "running"
+        self._emit("start", rs)
+        return True
+
+    def on_result(self, res: RunResult) -> None:
+        rs = self.by_id[res.run_id]
+        try:
+            record = self._record_of(rs, res)
+        finally:
+            self.claims.release(rs)
+        status, error = (record.status, record.error) if record is not None else (res.status, res.error)
+        if status == "ok":
+            self.summary.ok += 1
+        else:
+            self.summary.failed += 1
+            log.warning("run %s (%s) failed: %s", rs.run_id, rs.label(), error)
+        self.done += 1
+        self.rows[rs.run_id].update(
+            status=status,
+            error=error,
+            host=res.host,
+            pid=res.pid,
+            seconds=res.seconds,
+            node=res.node or None,
+            path=str(record_path(self.out, rs)) if record is not None else None,
+        )
+        self._emit("done", rs, res)
+
+    def _record_of(self, rs: RunSpec, res: RunResult) -> Record | None:
+        """The record of a finished run, written if the worker could not write it itself."""
+        if res.record is not None:
+            if not res.written:
+                write_record(self.out, res.record)
+            return res.record
+        # No record came back: the run's process or node died, or it could not start.
+        if self._changed(rs):  # it wrote its record before it was lost: that one stands
+            rec = find_record(self.out, rs)
+            if rec is not None and rec.status == "ok":
+                return rec
+        record = failed_record(rs, res.error or "run failed without a reason", res.details)
+        write_record(self.out, record)
+        return record
+
+    def _done_elsewhere(self, rs: RunSpec, rec: Record) -> None:
+        """Another sweep ran ``rs`` while this one ran: its outcome counts (a failure too)."""
+        if rec.status == "ok":
+            self.summary.skipped += 1
+        else:
+            self.summary.failed += 1
+        self.summary.elsewhere += 1
+        self.done += 1
+        status = "skipped" if rec.status == "ok" else "failed"
+        self.rows[rs.run_id].update(status=status, error=rec.error, path=str(record_path(self.out, rs)), elsewhere=True)
+        self._emit("skip", rs)
+
+    def _wait_for_others(self, deferred: list[RunSpec]) -> list[RunSpec]:
+        """Wait until a spec another sweep held is free (returned, to claim) or done by it."""
+        while deferred:
+            left, free = [], False
+            for rs in deferred:
+                if self.claims.holder(rs) is None:
+                    rec = find_record(self.out, rs) if self._changed(rs) else None
+                    if rec is not None:
+                        self._done_elsewhere(rs, rec)
+                        continue
+                    free = True  # released without a record, or its owner died: take it over
+                left.append(rs)
+            if free or not left:
+                return left
+            deferred = left
+            self._emit("wait", left[0])
+            time.sleep(self.sw.wait_poll_s)
+        return []
 
 
 def run_sweep(
@@ -217,6 +359,7 @@ def run_sweep(
     progress: ProgressFn | None = None,
     plugins: Iterable[str] = (),
     backend_options: Mapping[str, Any] | None = None,
+    **sweep_options: Any,
 ) -> SweepSummary:
     """Run ``specs`` (resumable) and return the summary; see :class:`Sweep`.
 
@@ -236,4 +379,5 @@ def run_sweep(
         save_codes=save_codes,
         plugins=plugins,
         backend_options=backend_options,
+        **sweep_options,
     ).run(progress)

@@ -1,4 +1,6 @@
-"""Grids, sweep files, resuming, failures, worker processes and SIGKILL safety."""
+"""Grids, sweep files, resuming, failures, worker processes and SIGKILL safety.
+
+(Runs that die, claims and concurrent sweeps: tests/test_reliability.py.)"""
 
 from __future__ import annotations
 
@@ -78,7 +80,7 @@ def test_sweep_resumes_and_force_reruns(tmp_path: Path) -> None:
     s1 = run_sweep(specs, out=tmp_path, device="cpu", progress=lambda ev: events.append(ev.kind))
     assert (s1.total, s1.ok, s1.failed, s1.skipped) == (3, 3, 0, 0)
     assert events.count("start") == 3 and events.count("done") == 3
-    assert all(r["host"] and r["pid"] == os.getpid() for r in s1.runs)
+    assert all(r["host"] and r["pid"] and r["pid"] != os.getpid() for r in s1.runs)  # each in a worker process
     assert len(iter_record_paths(tmp_path)) == 3
     s2 = run_sweep(specs, out=tmp_path, device="cpu")
     assert (s2.ok, s2.skipped) == (0, 3)
@@ -148,7 +150,7 @@ def test_sigkill_mid_sweep_then_resume(tmp_path: Path) -> None:
     done_before = len(iter_record_paths(out))
     assert 1 <= done_before < 4
     # A temp file as a killed writer would leave it (old enough to be stale).
-    stale = next(iter(iter_record_paths(out))).parent / ".deadbeefdeadbeef.json.x1y2.tmp"
+    stale = next(iter(iter_record_paths(out))).parent / ".deadbeefdeadbeef.json.x1y2z3w4.tmp"
     stale.write_text('{"half": ')
     os.utime(stale, (time.time() - 60, time.time() - 60))
 
@@ -159,5 +161,6 @@ def test_sigkill_mid_sweep_then_resume(tmp_path: Path) -> None:
     assert {read_record(p).status for p in paths} == {"ok"}
     assert len({read_record(p).run_id for p in paths}) == 4
     assert not list(out.rglob("*.tmp"))
+    assert not list(out.rglob(".*.claim*"))  # the killed sweep's claims were taken over and released
     summary = json.loads(res.stdout)
     assert summary["skipped"] == done_before and summary["ok"] == 4 - done_before

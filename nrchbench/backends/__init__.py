@@ -19,12 +19,18 @@ The protocol (see :class:`Backend`)::
   the results directory: a worker that sees the same filesystem writes the record itself
   (``RunResult.written``); otherwise set ``out=None`` before calling :func:`execute` and the
   driver writes the returned record (codes files need the shared filesystem).
-* ``on_start(spec)`` when a run starts (optional for the backend to call), and
-  ``on_result(result)`` exactly once per spec, in the driver process/thread that called
-  ``run_all``. A run that raises inside :func:`execute` already becomes a failed result; a
-  worker that dies (killed, out of memory) should be reported with :func:`lost_result`.
-* ``run_all`` returns when every spec has been reported, and lets ``KeyboardInterrupt``
-  propagate after cancelling what it can.
+* ``on_start(spec) -> bool`` just before a run would start, in the driver: the driver claims
+  the spec there (see :mod:`nrchbench.claims`). If it returns False the spec must not be
+  run (another sweep holds it, or finished it meanwhile) and gets no ``on_result``.
+* ``on_result(result)`` exactly once per started spec, in the driver process/thread that
+  called ``run_all``. A run that raises inside :func:`execute` already becomes a failed
+  result; a run whose process or node dies (killed, out of memory, a segfault) is reported
+  with :func:`lost_result` and the reason, and the driver records it ``failed``.
+* ``run_all`` returns when every started spec has been reported, and lets
+  ``KeyboardInterrupt`` propagate after cancelling what it can.
+
+The local backend runs every spec in a worker process (:mod:`nrchbench.backends.workers`),
+at every ``--jobs``, so that no run can take the sweep down with it.
 
 Backends are looked up by name in :data:`BACKENDS` (``module:Class``) and imported lazily, so
 the Ray backend (``nrchbench/backends/ray_backend.py``, class ``RayBackend``) costs nothing
@@ -36,6 +42,7 @@ from __future__ import annotations
 import importlib
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -80,9 +87,11 @@ class RunResult:
     pid: int = 0
     seconds: float = 0.0
     node: str = ""  # the Ray node id where the run ran (empty for local runs)
+    #: For a run whose process died: ``exitcode``, ``signal`` and ``output`` (its last lines).
+    details: dict[str, Any] = field(default_factory=dict)
 
 
-OnStart = Callable[[RunSpec], None]
+OnStart = Callable[[RunSpec], bool]
 OnResult = Callable[[RunResult], None]
 
 
@@ -144,9 +153,54 @@ def execute(
     )
 
 
-def lost_result(spec: RunSpec, reason: str, host: str = "", pid: int = 0) -> RunResult:
-    """A failed result for a run whose worker died (nothing is recorded; it reruns next time)."""
-    return RunResult(spec.run_id, "failed", reason, None, False, host or socket.gethostname(), pid, 0.0)
+def lost_result(
+    spec: RunSpec, reason: str, host: str = "", pid: int = 0, details: Mapping[str, Any] | None = None
+) -> RunResult:
+    """A failed result without a record, for a run whose process or node died: the driver
+    records it ``failed`` with ``reason`` (unless the run wrote an ``ok`` record before)."""
+    return RunResult(
+        spec.run_id, "failed", reason, None, False, host or socket.gethostname(), pid, 0.0, details=dict(details or {})
+    )
+
+
+def child_imports(specs: list[RunSpec]) -> tuple[list[str], set[str]]:
+    """What a fresh worker process must import to know what ``specs`` use, and what it cannot.
+
+    Returns:
+        (plugins to import: the ``.py`` files of plugin files and the names of other
+        modules that registered a method, dataset, noise model or strategy of these specs
+        — nrchbench's own modules and entry points need nothing; the run ids of specs that
+        use an object defined only in an interactive session, which no process can import).
+    """
+    from nrchbench.errors import RegistryError
+    from nrchbench.registry import DATASETS, METHODS, NOISE, STRATEGIES
+
+    imports: dict[str, None] = {}
+    interactive: set[str] = set()
+    for spec in specs:
+        wanted = [(METHODS, spec.method), (NOISE, spec.noise_model), (DATASETS, spec.dataset)]
+        if spec.strategy != "none":
+            wanted.append((STRATEGIES, spec.strategy))
+        for registry, name in wanted:
+            if name is None:
+                continue
+            try:
+                obj = registry.get(name)
+            except RegistryError:  # a dataset given as a directory; an unknown name fails in the run
+                continue
+            module_name = str(getattr(obj, "__module__", "") or "")
+            if not module_name or module_name.split(".")[0] == "nrchbench":
+                continue
+            module_file = getattr(sys.modules.get(module_name), "__file__", None)
+            if module_name in ("__main__", "__mp_main__"):
+                if module_file is None:
+                    interactive.add(spec.run_id)
+                # else: a script; a spawned process runs its top level again (as __mp_main__)
+            elif module_name.startswith("nrchbench_plugin_") and module_file:
+                imports[str(module_file)] = None  # a --plugin file: import it by path
+            else:
+                imports[module_name] = None
+    return list(imports), interactive
 
 
 def get_backend(name: str = "local", **options: Any) -> Backend:

@@ -1,21 +1,29 @@
-"""Local backend: runs in this process (``jobs=1``) or in N spawned worker processes.
+"""Local backend: every run in a worker process on this machine, ``jobs`` at a time.
 
-Workers are started with the ``spawn`` method (no inherited CUDA or thread-pool state),
-import the sweep's plugins once, and use ``max(1, cores // jobs)`` torch threads each. At
-most ``jobs`` runs are in flight, so a worker that dies (killed, out of memory) costs only
-the runs it had: they are reported as failed (not recorded, so they rerun next time) and a
-fresh pool takes the rest.
+Even with ``jobs=1`` (the default) runs do not share the driver's process: a run that dies
+(killed by the out-of-memory killer, ``os._exit``, a segfault) is recorded ``failed`` with
+the signal or exit code and its last output line, and the sweep goes on with a fresh worker
+(:mod:`nrchbench.backends.workers`). Workers are started once per sweep (``spawn``: about
+as long as ``import nrchbench, torch``) and reused, so a run costs only the two pipe
+messages more than in-process.
+
+Torch threads per run: with ``jobs=1`` the driver's own count (what an in-process run used,
+so records are the same bit for bit); with ``jobs=N`` ``max(1, cores // N)``.
+
+The registered objects a spec uses (method, dataset, noise model, strategy) must be
+importable in a fresh process: plugins (``--plugin``, a sweep file's ``plugins``, or any
+plugin file or module imported in the driver) are imported by every worker. A method
+defined only in an interactive session (a notebook's ``__main__``) cannot be: its specs run
+in the driver's process, unprotected, with a warning.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import logging
-import multiprocessing as mp
-from collections import deque
 from dataclasses import replace
 
-from nrchbench.backends import OnResult, OnStart, RunKwargs, _setup_worker, cores, execute, lost_result
+from nrchbench.backends import OnResult, OnStart, RunKwargs, child_imports, cores, execute
+from nrchbench.backends.workers import WorkerPool
 from nrchbench.errors import ConfigError
 from nrchbench.spec import RunSpec
 
@@ -23,12 +31,15 @@ log = logging.getLogger(__name__)
 
 
 class LocalBackend:
-    """Run specs on this machine.
+    """Run specs on this machine, each in a worker process.
 
     Args:
-        jobs: worker processes (1 = run in this process, one after another).
+        jobs: runs at once (worker processes).
         **options: ignored options of other backends (``address``, ``gpus_per_run``, ...)
             are refused with an error when set.
+
+    After :meth:`run_all`, ``workers_started`` says how many worker processes it took (one
+    more for every run that died).
     """
 
     name = "local"
@@ -40,55 +51,35 @@ class LocalBackend:
         if used:
             raise ConfigError(f"--backend local does not take {', '.join(sorted(used))}; those are for --backend ray")
         self.jobs = int(jobs)
+        self.workers_started = 0
 
     def run_all(self, specs: list[RunSpec], run_kwargs: RunKwargs, on_start: OnStart, on_result: OnResult) -> None:
-        if self.jobs == 1 or len(specs) <= 1:
-            for spec in specs:
-                on_start(spec)
-                on_result(execute(spec, run_kwargs))
+        imports, interactive = child_imports(specs)
+        here = [s for s in specs if s.run_id in interactive]
+        if here:
+            log.warning(
+                "%d run(s) use objects defined only in this interactive session; they run in this process, "
+                "not isolated (a crash ends the sweep): define them in a module or a --plugin file",
+                len(here),
+            )
+            for spec in here:
+                if on_start(spec):
+                    on_result(execute(spec, run_kwargs))
+        rest = [s for s in specs if s.run_id not in interactive]
+        if not rest:
             return
-        kw = replace(run_kwargs, threads=run_kwargs.threads or max(1, cores() // self.jobs))
-        queue = deque(specs)
-        while queue:
-            self._run_pool(queue, kw, on_start, on_result)
-
-    def _run_pool(self, queue: deque, kw: RunKwargs, on_start: OnStart, on_result: OnResult) -> None:
-        """Drain ``queue`` through one pool; returns early (queue not empty) if the pool breaks."""
-        ctx = mp.get_context("spawn")
-        pool = cf.ProcessPoolExecutor(
-            max_workers=self.jobs, mp_context=ctx, initializer=_setup_worker, initargs=(tuple(kw.plugins), kw.threads)
-        )
-        in_flight: dict[cf.Future, RunSpec] = {}
-        broken = False
+        threads = run_kwargs.threads or (_torch_threads() if self.jobs == 1 else max(1, cores() // self.jobs))
+        plugins = tuple(dict.fromkeys((*run_kwargs.plugins, *imports)))
+        kw = replace(run_kwargs, threads=threads, plugins=plugins)
+        pool = WorkerPool(min(self.jobs, len(rest)), plugins, threads)
         try:
-            while queue or in_flight:
-                while queue and len(in_flight) < self.jobs and not broken:
-                    spec = queue.popleft()
-                    try:
-                        fut = pool.submit(execute, spec, kw)
-                    except cf.process.BrokenProcessPool:
-                        queue.appendleft(spec)
-                        broken = True
-                        break
-                    in_flight[fut] = spec
-                    on_start(spec)
-                if not in_flight:
-                    break
-                done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    spec = in_flight.pop(fut)
-                    try:
-                        result = fut.result()
-                    except cf.process.BrokenProcessPool:
-                        broken = True
-                        result = lost_result(spec, "worker process died (killed or out of memory); rerun to retry")
-                    except Exception as exc:  # pickling errors and the like
-                        result = lost_result(spec, f"{type(exc).__name__}: {exc}"[:500])
-                    on_result(result)
-                if broken and not in_flight:
-                    log.warning("a worker process died; starting a fresh pool for %d remaining run(s)", len(queue))
-                    break
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown(wait=not broken, cancel_futures=True)
+            pool.run_all(rest, kw, on_start, on_result)
+        finally:
+            self.workers_started += pool.started
+
+
+def _torch_threads() -> int:
+    """The driver's torch thread count: what a run in this process would use."""
+    import torch
+
+    return torch.get_num_threads()

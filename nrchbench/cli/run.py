@@ -156,6 +156,9 @@ def run(
     Example: nrchbench run --method nrch --noise 0.5 --bits 32 --preset fast
     """
     from nrchbench.records import record_path
+    from nrchbench.resultsdir import check_writable
+
+    check_writable(out)  # before any work: an unwritable --out is one line, exit 2
     from nrchbench.runner import run_safe
     from nrchbench.spec import resolve_spec
 

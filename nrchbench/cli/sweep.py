@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -27,6 +29,7 @@ from nrchbench.cli.common import (
     spec_options_values,
 )
 from nrchbench.params import parse_key_values
+from nrchbench.resultsdir import check_writable
 
 MAX_ROWS = 60
 
@@ -75,7 +78,11 @@ def _opt(ctx: click.Context, cfg: dict[str, Any], name: str, value: Any) -> Any:
     default=None,
     help="Seconds before a run is cancelled and recorded failed (--backend ray).",
 )
-@click.option("--dry-run", is_flag=True, help="List the runs (and which are done) without running anything.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="List the runs (and which are done) without running anything; imports no plugin.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.pass_context
 def sweep(ctx: click.Context, **opts: Any) -> None:
@@ -83,11 +90,15 @@ def sweep(ctx: click.Context, **opts: Any) -> None:
 
     Finished runs (a record with status ok under --out) are skipped unless --force; failed
     or missing ones run. A method that does not use labels runs once for all noise levels.
+    Each run has its own process: one that dies is recorded failed and the sweep goes on.
+    Sweeps started on the same --out (here or on hosts sharing the filesystem) split the work.
+
+    A sweep file is as trusted as a script: its `plugins` key imports Python files, which run
+    with your permissions. --dry-run imports none of them.
 
     Example: nrchbench sweep --methods nrch,dcmh --bits 16,32 --noise 0.2,0.5,0.8 --seeds 0,1,2 --jobs 2
     """
     from nrchbench.grid import load_sweep_file, specs_from_config
-    from nrchbench.sweep import Sweep
 
     cli_keys = [k for k in opts if k not in ("config", "as_json", "dry_run")]
     cfg: dict[str, Any] = load_sweep_file(opts["config"], extra_keys=cli_keys) if opts["config"] else {}
@@ -110,41 +121,15 @@ def sweep(ctx: click.Context, **opts: Any) -> None:
         *([cfg["plugins"]] if isinstance(cfg.get("plugins"), str) else cfg.get("plugins") or []),
         *opts["plugins"],
     ]
-    import_plugins(plugins)
     if not merged.get("methods"):
         raise click.UsageError("give --methods (comma list) or a --config file with `methods`")
-
-    specs = specs_from_config(merged)
-    backend_options = {
-        k: merged[k]
-        for k in ("address", "gpus_per_run", "cpus_per_run", "max_retries", "run_timeout")
-        if merged.get(k) not in (None, "")
-    }
-    sw = Sweep(
-        specs,
-        out=merged["out"],
-        backend=merged["backend"],
-        jobs=int(merged["jobs"]),
-        force=bool(merged["force"]),
-        data_root=merged["data_root"],
-        device=merged["device"],
-        save_codes=bool(merged["save_codes"]),
-        plugins=plugins,
-        backend_options=backend_options,
-    )
     out = err_console if opts["as_json"] else console
     if opts["dry_run"]:
-        pending, skipped = sw.plan()
-        done = {s.run_id for s in skipped}
-        table = Table(title=f"{len(sw.specs)} run(s): {len(pending)} to run, {len(skipped)} done")
-        for col in ("run_id", "method", "dataset", "bits", "noise", "seed", "preset", "state"):
-            table.add_column(col)
-        for s in sw.specs:
-            noise = "invariant" if s.noise_invariant else f"{s.noise_model}@{s.noise_rate:g}"
-            state = "done" if s.run_id in done else "to run"
-            table.add_row(s.run_id, s.method, s.dataset, str(s.bits), noise, str(s.seed), s.preset, state)
-        _wide(out).print(table)
+        _dry_run(merged, plugins, out)
         return
+    check_writable(merged["out"])
+    import_plugins(plugins)
+    sw = _make_sweep(merged, specs_from_config(merged), plugins)
 
     progress = Progress(
         TextColumn("[bold]sweep"),
@@ -170,6 +155,8 @@ def sweep(ctx: click.Context, **opts: Any) -> None:
             status = f"ok {counts['ok']} · failed {counts['failed']} · skipped {counts['skipped']}"
             if ev.kind == "start":
                 status += f" · running {ev.spec.label()}"
+            elif ev.kind == "wait":
+                status += " · waiting for runs another sweep holds"
             progress.update(task, completed=ev.done, status=status)
 
         summary = sw.run(progress=on_event)
@@ -180,6 +167,115 @@ def sweep(ctx: click.Context, **opts: Any) -> None:
         _print_summary(summary)
     if summary.failed:
         sys.exit(1)
+
+
+def _make_sweep(merged: dict[str, Any], specs: list[Any], plugins: list[str]) -> Any:
+    from nrchbench.sweep import Sweep
+
+    backend_options = {
+        k: merged[k]
+        for k in ("address", "gpus_per_run", "cpus_per_run", "max_retries", "run_timeout")
+        if merged.get(k) not in (None, "")
+    }
+    return Sweep(
+        specs,
+        out=merged["out"],
+        backend=merged["backend"],
+        jobs=int(merged["jobs"]),
+        force=bool(merged["force"]),
+        data_root=merged["data_root"],
+        device=merged["device"],
+        save_codes=bool(merged["save_codes"]),
+        plugins=plugins,
+        backend_options=backend_options,
+    )
+
+
+def _dry_run(merged: dict[str, Any], plugins: list[str], out: Console) -> None:
+    """List the runs without importing any plugin: a method only a plugin would provide is
+    listed as needing it (its runs cannot be resolved without importing it)."""
+    from nrchbench.claims import Claims
+    from nrchbench.errors import RegistryError
+    from nrchbench.grid import specs_from_config
+    from nrchbench.registry import METHODS
+
+    methods = [m.strip() for m in _items(merged["methods"]) if m.strip()]
+    missing = []
+    if plugins:
+        for m in methods:
+            try:
+                METHODS.canonical(m)
+            except RegistryError:
+                missing.append(m)
+    known = [m for m in methods if m not in missing]
+    params, unchecked = _params_of(merged.get("params") or {}, known) if missing else (merged.get("params"), [])
+    try:
+        specs = specs_from_config({**merged, "methods": known, "params": params}) if known else []
+    except RegistryError as exc:
+        if not plugins:
+            raise
+        raise RegistryError(f"{exc} (--dry-run imports no plugin; a plugin may provide it)") from None
+    sw = _make_sweep(merged, specs, plugins)
+    pending, skipped = sw.plan()
+    done = {s.run_id for s in skipped}
+    claims = Claims(sw.out)
+    needs = f"needs plugin {', '.join(Path(p).name for p in plugins)}"
+    title = f"{len(sw.specs)} run(s): {len(pending)} to run, {len(skipped)} done"
+    if missing:
+        title += f"; method(s) {', '.join(missing)} {needs} (not imported by --dry-run)"
+    table = Table(title=title)
+    for col in ("run_id", "method", "dataset", "bits", "noise", "seed", "preset", "state"):
+        table.add_column(col)
+    for s in sw.specs:
+        noise = "invariant" if s.noise_invariant else f"{s.noise_model}@{s.noise_rate:g}"
+        state = "done" if s.run_id in done else "to run"
+        holder = claims.holder(s) if state == "to run" else None
+        if holder is not None:
+            state = f"running ({holder.describe()})"
+        table.add_row(s.run_id, s.method, s.dataset, str(s.bits), noise, str(s.seed), s.preset, state)
+    axes = [_items(merged[k]) for k in ("datasets", "bits", "noise_models", "noise", "seeds")]
+    for m in missing:
+        for d, b, nm, r, seed in itertools.product(*axes):
+            table.add_row("—", m, str(d), str(b), f"{nm}@{r}", str(seed), str(merged["preset"]), needs)
+    _wide(out).print(table)
+    if unchecked:
+        out.print(f"not checked (may belong to a plugin's method): {', '.join(unchecked)}", highlight=False)
+
+
+def _items(value: Any) -> list[Any]:
+    """A comma string, a scalar or a list → a list."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        return [w for v in value for w in _items(v)]
+    return [] if value is None else [value]
+
+
+def _params_of(params: dict[str, Any], methods: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The ``params`` that apply to ``methods`` (resolvable without plugins), and the others' keys."""
+    from nrchbench.errors import RegistryError
+    from nrchbench.methods import get_method_class
+    from nrchbench.registry import METHODS
+
+    def canonical(name: str) -> str | None:
+        try:
+            return METHODS.canonical(name)
+        except RegistryError:
+            return None
+
+    canon = {canonical(m) for m in methods}
+    defaults = [get_method_class(m).defaults for m in methods]
+    kept, unchecked = {}, []
+    for key, value in params.items():
+        if isinstance(value, dict) or "." in key:
+            ok = canonical(key if isinstance(value, dict) else key.split(".", 1)[0]) in canon
+        else:
+            ok = any(key in d for d in defaults)
+        if ok:
+            kept[key] = value
+        else:
+            unchecked.append(key)
+    return kept, unchecked
 
 
 def _wide(con: Console) -> Console:
@@ -219,6 +315,8 @@ def _print_summary(summary: Any) -> None:
         _wide(console).print(table)
     console.print(
         f"[bold]{summary.total}[/] run(s): [green]{summary.ok} ok[/], [red]{summary.failed} failed[/], "
-        f"{summary.skipped} skipped (already done) in {summary.wall_s:.1f}s → {summary.out}",
+        f"{summary.skipped} skipped (already done"
+        + (f", {summary.elsewhere} of them by another sweep" if summary.elsewhere else "")
+        + f") in {summary.wall_s:.1f}s → {summary.out}",
         highlight=False,
     )
