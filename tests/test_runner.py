@@ -67,8 +67,10 @@ def test_resolve_preset_names_and_run_id() -> None:
 
 
 def test_schema2_fields_enter_the_run_id_only_when_not_default() -> None:
-    base = small()
+    base = small(feature_transform="none")
     assert "selection" not in base.identity() and "feature_transform" not in base.identity()
+    # zscore, the default since schema 2, is not the hashing default ``none`` (schema-1 records)
+    assert small().identity()["feature_transform"] == "zscore"
     assert small(zero_relevant="zero").run_id != base.run_id
     assert small(selection="val", val_size=40).identity()["selection"] == "val"
 
