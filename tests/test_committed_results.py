@@ -28,7 +28,7 @@ def _from_json(metric: str) -> dict[tuple, list[float]]:
     """(method, params, direction, bits, noise rate) → the seeds' values, read from the record files;
     noise-invariant runs are counted at every noise rate of the grid."""
     cells: dict[tuple, list[float]] = defaultdict(list)
-    recs = [json.loads(p.read_text()) for p in sorted((RESULTS / "wiki" / "runs").rglob("*.json"))]
+    recs = [json.loads(p.read_text()) for p in sorted((RESULTS / "wiki-as-given" / "runs").rglob("*.json"))]
     rates = sorted({r["spec"]["noise_rate"] for r in recs if r["spec"]["noise_rate"] is not None})
     for r in recs:
         if r["status"] != "ok":
@@ -43,11 +43,11 @@ def _from_json(metric: str) -> dict[tuple, list[float]]:
 
 @pytest.mark.parametrize("metric", ["map", "map_tie"])
 def test_wiki_leaderboard_numbers_unchanged(metric: str) -> None:
-    committed = pd.read_csv(RESULTS / "wiki" / f"leaderboard_{metric}.csv", dtype={"params": str})
+    committed = pd.read_csv(RESULTS / "wiki-as-given" / f"leaderboard_{metric}.csv", dtype={"params": str})
     committed = committed[committed["method"] != "chance"]
     res = CliRunner().invoke(
         main,
-        ["table", "--results", str(RESULTS / "wiki"), "--dataset", "wiki", "--direction", "all", "--metric", metric,
+        ["table", "--results", str(RESULTS / "wiki-as-given"), "--dataset", "wiki", "--direction", "all", "--metric", metric,
          "--format", "csv"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output

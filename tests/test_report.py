@@ -496,6 +496,17 @@ def test_not_computed_is_not_failed():
     assert "not computed: 3 successful run(s) lack map@100" in notes and "3 failed run(s)" in notes
 
 
+def test_selection_precision_tables_only_the_selecting_methods():
+    """Issue 15: the last epoch's selection precision ranks separators; non-selecting rows are left out."""
+    recs = [make_record(m, 16, 0.5, s) for m in ("nrch", "nrch-nogmm", "dcmh") for s in SEEDS]
+    (b,) = leaderboard(recs, metric="sel_precision", direction="avg")
+    t = b.views()[0].text("text")
+    assert set(t.index) == {"NRCH", "NRCH-nogmm"}  # dcmh logs no selection
+    assert t.loc["NRCH", ("16 bits", "η=0.5")].startswith("0.800 ± 0.000")  # epoch 2: 0.7 + 0.05·2
+    with pytest.raises(ConfigError, match="descriptive"):
+        leaderboard(recs, metric="selected_fraction")
+
+
 def test_missing_metric_is_evaluated_again_from_saved_codes(tmp_path):
     from nrchbench.metrics.codes import save_codes
     from nrchbench.records import codes_path

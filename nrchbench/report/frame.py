@@ -38,6 +38,7 @@ __all__ = [
     "CELL_KEYS",
     "FRAME_COLUMNS",
     "SEED_KEYS",
+    "TRAINING_METRICS",
     "metric_names",
     "record_frame",
     "record_identity",
@@ -88,9 +89,33 @@ class _Reevaluator:
         return self.cache[key]
 
 
+#: Training diagnostics that tables can show like metrics: the last epoch's value from the record's
+#: history (the same in every direction), for methods and strategies that select or weight samples.
+#: Key → (higher is better, description).
+TRAINING_METRICS: dict[str, tuple[bool | None, str]] = {
+    "sel_precision": (True, "last epoch's selection precision: clean fraction of the selected training rows"),
+    "sel_recall": (True, "last epoch's selection recall: selected fraction of the clean training rows"),
+    "selected_fraction": (None, "last epoch's selected fraction of the training rows"),
+    "weight_mean_clean": (True, "last epoch's mean per-sample weight of the clean training rows"),
+    "weight_mean_noisy": (False, "last epoch's mean per-sample weight of the noisy training rows"),
+}
+
+
+def _history_value(rec: Record, metric: str) -> tuple[str, float]:
+    last = rec.history[-1].model_dump() if rec.history else {}
+    v = last.get(metric)
+    if v is None:
+        return "not computed", math.nan
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        return "undefined", math.nan
+    return "ok", float(v)
+
+
 def _value(rec: Record, direction: str, metric: str, again: _Reevaluator) -> tuple[str, float]:
     if rec.status != "ok":
         return "failed", math.nan
+    if metric in TRAINING_METRICS:
+        return _history_value(rec, metric)
     metrics = rec.metrics.get(direction) or {}
     if metric not in metrics:
         metrics = (again.metrics(rec, metric) or {}).get(direction) or {}

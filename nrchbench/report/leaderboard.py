@@ -23,7 +23,14 @@ import pandas as pd
 
 from nrchbench.errors import ConfigError, NrchbenchError
 from nrchbench.records import Record
-from nrchbench.report.frame import DIRECTIONS, SEED_KEYS, metric_names, record_frame, select_records
+from nrchbench.report.frame import (
+    DIRECTIONS,
+    SEED_KEYS,
+    TRAINING_METRICS,
+    metric_names,
+    record_frame,
+    select_records,
+)
 from nrchbench.report.identity import ROW_KEYS, TABLE_KEYS, TableIdentity, distinct_keys
 from nrchbench.report.labels import method_label, parse_labels
 from nrchbench.report.layout import parse_layout, pivot
@@ -45,6 +52,11 @@ def metric_direction(metric: str) -> bool:
     """
     from nrchbench.metrics import metric_info
 
+    if metric in TRAINING_METRICS:
+        higher, description = TRAINING_METRICS[metric]
+        if higher is None:
+            raise ConfigError(f"metric {metric!r} is descriptive ({description}), not a score to rank")
+        return higher
     try:
         info = metric_info(metric)
     except NrchbenchError as exc:
@@ -337,6 +349,8 @@ def leaderboard(
     dirs = _directions(direction)
     records = select_records(records, dataset=dataset, preset=preset, split=split, methods=methods, bits=bits)
     frame = record_frame(records, metric, dirs, results_dir=results_dir)
+    if metric in TRAINING_METRICS:  # rows only for the methods and strategies that select or weight
+        frame = frame[frame["state"] != "not computed"]
     if noise_model is not None:
         frame = frame[frame["noise_model"].isin([noise_model, ""])]
     if noise_rates:
