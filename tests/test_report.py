@@ -758,7 +758,10 @@ def test_diagnostic_plot_texts(records):
 
     recs = [r for r in records if r.spec.bits == 16 and r.spec.preset == "fast"]
     figs = {name: fig for _, name, fig in selection_figures(recs)}
-    assert set(figs) == {"selection_nrch_16bits_fast_contiguous_one-swap", "selection_nrch-nogmm_16bits_fast_contiguous_one-swap"}
+    assert set(figs) == {
+        "selection_nrch_16bits_fast_contiguous_one-swap",
+        "selection_nrch-nogmm_16bits_fast_contiguous_one-swap",
+    }
     t = _texts(figs["selection_nrch_16bits_fast_contiguous_one-swap"])
     assert t["xlabels"][-1] == "epoch" and t["legend"][0] == "η=0.2 (n=3)"
     assert _legend_clear_of_axes(figs["selection_nrch_16bits_fast_contiguous_one-swap"])

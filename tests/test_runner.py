@@ -358,7 +358,9 @@ def test_pair_noise_mismatches_training_pairs_only(tmp_path: Path) -> None:
         assert moved.sum() == int(0.5 * len(train)) and not np.array_equal(seen[moved], ds.text[train][moved])
         assert float(_Recorder.seen["labels"].abs().sum()) == 0.0  # still never sees labels
         assert rec.noise_report["frac_samples_corrupted"] == pytest.approx(0.5)
-        clean = run(small("test-recorder", noise_rate=0.5, feature_transform="none"), out=tmp_path / "clean", save_codes=True)
+        clean = run(
+            small("test-recorder", noise_rate=0.5, feature_transform="none"), out=tmp_path / "clean", save_codes=True
+        )
         a = load_codes(record_path(tmp_path / "pairs", rec).with_name(rec.codes))
         b = load_codes(record_path(tmp_path / "clean", clean).with_name(clean.codes))
         for key in a:  # query and database pairs are never touched
