@@ -165,12 +165,18 @@ class Running:
     elapsed: float
     epochs_done: int = 0
     epochs: int = 1
+    first_epoch_s: float | None = None  # elapsed when its first epoch ended (set-up and loading included)
 
     def pace(self) -> float | None:
-        """Its total seconds extrapolated from its own epochs (None before the first)."""
-        if self.epochs_done <= 0 or self.elapsed <= 0:
+        """Its total seconds extrapolated from its own epochs (None before the first): after two
+        or more, the first (which carries the loading and set-up) is counted once."""
+        e, total = self.epochs_done, max(self.epochs, 1)
+        if e <= 0 or self.elapsed <= 0:
             return None
-        return self.elapsed * max(self.epochs, 1) / self.epochs_done
+        first = self.first_epoch_s
+        if e >= 2 and first is not None and 0 < first < self.elapsed:
+            return first + (self.elapsed - first) * (total - 1) / (e - 1)
+        return self.elapsed * total / e
 
 
 def _running_total(model: CostModel, run: Running) -> float | None:

@@ -30,6 +30,7 @@ from nrchbench.claims import HEARTBEAT_S, TIMEOUT_S, Claims, clean_claim_leftove
 from nrchbench.records import Record, find_record, record_path, write_record
 from nrchbench.resultsdir import check_writable, clean_stale_tmp
 from nrchbench.spec import RunSpec
+from nrchbench.sweep_progress import RunView, SweepProgress, default_sizes, remove_run_tmp, takes
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,9 @@ class SweepEvent:
 
     ``kind`` is ``"skip"`` (a finished record exists, or another sweep just ran the spec:
     see the summary for its outcome),
-    ``"start"``, ``"done"`` or ``"wait"`` (waiting for runs another sweep holds; ``spec`` is
-    one of them); ``result`` is set for ``done``; ``done``/``total`` count finished and
-    skipped runs.
+    ``"start"``, ``"epoch"`` (a running run finished an epoch), ``"done"`` or ``"wait"``
+    (waiting for runs another sweep holds; ``spec`` is one of them); ``result`` is set for
+    ``done``; ``done``/``total`` count finished and skipped runs.
     """
 
     kind: str
@@ -50,6 +51,10 @@ class SweepEvent:
     done: int
     total: int
     result: RunResult | None = None
+    #: Seconds until this sweep's runs are done, from the cost model (None: not known yet).
+    eta_s: float | None = None
+    #: Every run in flight (``"epoch"`` events: ``spec`` finished an epoch).
+    running: list[RunView] = field(default_factory=list)
 
 
 ProgressFn = Callable[[SweepEvent], None]
@@ -211,10 +216,12 @@ class _SweepRun:
         self.by_id: dict[str, RunSpec] = {}
         self.seen: dict[str, tuple[int, int] | None] = {}  # the record file each spec had at the start
         self.deferred: list[RunSpec] = []  # claimed by another sweep in this round
+        self.tracker = SweepProgress(sweep.jobs, default_sizes(rs.dataset for rs in sweep.specs))
 
     def _emit(self, kind: str, rs: RunSpec, result: RunResult | None = None) -> None:
         if self.progress is not None:
-            self.progress(SweepEvent(kind, rs, self.done, self.summary.total, result))
+            ev = SweepEvent(kind, rs, self.done, self.summary.total, result, self.tracker.eta_s(), self.tracker.views())
+            self.progress(ev)
 
     def _changed(self, rs: RunSpec) -> bool:
         """Whether another writer replaced ``rs``'s record since this sweep started."""
@@ -237,6 +244,9 @@ class _SweepRun:
         for rs in pending:
             self.by_id[rs.run_id] = rs
             self.rows[rs.run_id] = _row(rs, "pending")
+        self.tracker.plan(pending)
+        if pending:
+            self.tracker.add_prior_from(self.out)
         log.info(
             "sweep: %d run(s), %d already done, %d to run on %s",
             summary.total,
@@ -244,13 +254,19 @@ class _SweepRun:
             len(pending),
             sw.backend.name,
         )
+        extra = {"on_progress": self.on_progress} if takes(sw.backend.run_all, "on_progress") else {}
         try:
             with self.claims:
                 queue = pending
                 while queue:
                     self.deferred = []
-                    sw.backend.run_all(queue, sw.run_kwargs, self.on_start, self.on_result)
+                    sw.backend.run_all(queue, sw.run_kwargs, self.on_start, self.on_result, **extra)
                     queue = self._wait_for_others(self.deferred)
+        except KeyboardInterrupt:
+            # the backend stopped the runs in flight; their claims go with the Claims context
+            remove_run_tmp(self.out, list(self.tracker.running))
+            log.warning("sweep interrupted: %d run(s) in flight stopped", len(self.tracker.running))
+            raise
         finally:
             clean_stale_tmp(self.out)
             self.claims.clean_stale()
@@ -272,8 +288,14 @@ class _SweepRun:
                 self._done_elsewhere(rs, rec)
                 return False
         self.rows[rs.run_id]["status"] = "running"
+        self.tracker.start(rs)
         self._emit("start", rs)
         return True
+
+    def on_progress(self, run_id: str, epochs_done: int, epochs: int) -> None:
+        rs = self.tracker.epoch(run_id, epochs_done, epochs)
+        if rs is not None:
+            self._emit("epoch", rs)
 
     def on_result(self, res: RunResult) -> None:
         rs = self.by_id[res.run_id]
@@ -288,6 +310,16 @@ class _SweepRun:
             self.summary.failed += 1
             log.warning("run %s (%s) failed: %s", rs.run_id, rs.label(), error)
         self.done += 1
+        self.tracker.finish(rs, res.seconds, record)
+        eta_s = self.tracker.eta_s()
+        log.info(
+            "sweep: %d/%d done, %s in %.1fs; predicted remaining %s",
+            self.done,
+            self.summary.total,
+            rs.label(),
+            res.seconds,
+            "unknown" if eta_s is None else f"{eta_s:.1f}s",
+        )
         self.rows[rs.run_id].update(
             status=status,
             error=error,
@@ -322,6 +354,7 @@ class _SweepRun:
             self.summary.failed += 1
         self.summary.elsewhere += 1
         self.done += 1
+        self.tracker.drop(rs)
         status = "skipped" if rec.status == "ok" else "failed"
         self.rows[rs.run_id].update(status=status, error=rec.error, path=str(record_path(self.out, rs)), elsewhere=True)
         self._emit("skip", rs)

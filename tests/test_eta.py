@@ -173,3 +173,9 @@ def test_recorded_unseen_kind_from_the_same_method_on_another_dataset(recorded):
         model = _model([r for r in recorded if features(r.spec).kind != kind])
         factor = error_factor(sum(model.predict(r.spec) for r in mine), sum(r.timing["total"] for r in mine))
         assert factor <= 2.0, (kind, factor)
+
+
+def test_pace_counts_the_loading_first_epoch_once():
+    run = Running(spec(epochs=10), elapsed=12.0, epochs_done=3, epochs=10, first_epoch_s=8.0)
+    assert run.pace() == pytest.approx(8.0 + 4.0 * 9 / 2)
+    assert Running(spec(epochs=10), elapsed=8.0, epochs_done=1, epochs=10, first_epoch_s=8.0).pace() == 80.0

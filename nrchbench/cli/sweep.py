@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from nrchbench.cli.common import (
@@ -28,6 +27,7 @@ from nrchbench.cli.common import (
     spec_options,
     spec_options_values,
 )
+from nrchbench.cli.sweep_display import SweepDisplay
 from nrchbench.params import parse_key_values
 from nrchbench.resultsdir import check_writable
 
@@ -131,35 +131,19 @@ def sweep(ctx: click.Context, **opts: Any) -> None:
     import_plugins(plugins)
     sw = _make_sweep(merged, specs_from_config(merged), plugins)
 
-    progress = Progress(
-        TextColumn("[bold]sweep"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=out,
-        disable=opts["as_json"] and not out.is_terminal,
-    )
-    counts = {"ok": 0, "failed": 0, "skipped": 0}
-    with progress:
-        task = progress.add_task("sweep", total=len(sw.specs), status="")
-
-        def on_event(ev: Any) -> None:
-            if ev.kind == "skip":
-                counts["skipped"] += 1
-            elif ev.kind == "done" and ev.result is not None:
-                counts["ok" if ev.result.status == "ok" else "failed"] += 1
-                if ev.result.status != "ok":
-                    progress.console.print(f"[red]failed[/] {ev.spec.label()}: {ev.result.error}", highlight=False)
-            status = f"ok {counts['ok']} · failed {counts['failed']} · skipped {counts['skipped']}"
-            if ev.kind == "start":
-                status += f" · running {ev.spec.label()}"
-            elif ev.kind == "wait":
-                status += " · waiting for runs another sweep holds"
-            progress.update(task, completed=ev.done, status=status)
-
-        summary = sw.run(progress=on_event)
+    display = SweepDisplay(out, len(sw.specs), enabled=not (opts["as_json"] and not out.is_terminal))
+    try:
+        with display:
+            summary = sw.run(progress=display.on_event)
+    except KeyboardInterrupt:
+        c = display.counts
+        not_run = len(sw.specs) - c["ok"] - c["failed"] - c["skipped"]
+        err_console.print(
+            f"[bold]interrupted[/]: {c['ok'] + c['skipped']} done ({c['skipped']} before), {c['failed']} failed, "
+            f"{not_run} not run; rerun the same command to resume",
+            highlight=False,
+        )
+        sys.exit(130)
 
     if opts["as_json"]:
         click.echo(json.dumps(summary.to_dict(), indent=2))
