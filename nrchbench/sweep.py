@@ -313,9 +313,10 @@ class _SweepRun:
         self.tracker.finish(rs, res.seconds, record)
         eta_s = self.tracker.eta_s()
         log.info(
-            "sweep: %d/%d done, %s in %.1fs; predicted remaining %s",
+            "sweep: %d/%d done at %.1fs, %s in %.1fs; predicted remaining %s",
             self.done,
             self.summary.total,
+            time.perf_counter() - self.t0,
             rs.label(),
             res.seconds,
             "unknown" if eta_s is None else f"{eta_s:.1f}s",
