@@ -10,7 +10,10 @@ Pure (no I/O, no clock): the sweep feeds it what it knows and asks it for predic
 * **Cost of a run** = ``fit_rate(kind) × work + other(kind)``: the training part scales with
   the work; ``other`` is the rest (process start, loading, noise, encoding, evaluation).
 * **Calibration** (:meth:`CostModel.observe`): every finished run gives its kind a fit rate
-  (seconds of ``timing.fit`` per unit of work) and an ``other`` time. Runs of *this* sweep
+  (seconds of ``timing.fit`` per unit of work) and an ``other`` time. The first run of a
+  fresh worker process is *cold* (lazy imports, JIT compilation: seconds on a tiny run): it
+  stands for its kind only until a warm run of the kind ends, less the warm-up measured
+  on the kinds seen both ways. Runs of *this* sweep
   outrank the *prior* (records already in the results directory, observed with
   ``prior=True``): a kind seen in this sweep is predicted from this sweep's runs only (the
   geometric mean of their rates); a kind known only from the prior is predicted from it,
@@ -81,9 +84,11 @@ class CostModel:
 
     def __init__(self, default_sizes: Mapping[str, int] | None = None) -> None:
         self.default_sizes = dict(default_sizes or {})
-        # kind → [fit rate], [other seconds]; "now" = this sweep, "prior" = earlier records
+        # kind → [fit rate], [other seconds]; "now" = this sweep's warm runs, "prior" = earlier records
         self._rate: dict[str, dict[Kind, list[float]]] = {"now": defaultdict(list), "prior": defaultdict(list)}
         self._other: dict[str, dict[Kind, list[float]]] = {"now": defaultdict(list), "prior": defaultdict(list)}
+        self._cold: dict[Kind, list[tuple[float, float, float]]] = defaultdict(list)  # (work, seconds, fit)
+        self._derived: tuple[dict[Kind, list[float]], dict[Kind, list[float]]] | None = None
 
     def features(self, spec: Any) -> RunCost:
         return features(spec, self.default_sizes)
@@ -97,16 +102,24 @@ class CostModel:
         *,
         rows: int | None = None,
         prior: bool = False,
+        cold: bool = False,
     ) -> None:
         """A finished run of ``spec`` took ``seconds`` in all, ``fit_seconds`` of them training
         (None: all of it). ``rows``: its dataset's size (a record's ``dataset.n``), learnt as
-        the dataset's default size. ``prior``: a record found before this sweep, not one of its runs."""
+        the dataset's default size. ``prior``: a record found before this sweep, not one of its
+        runs. ``cold``: the first run of a fresh worker process, which carries its one-off
+        warm-up (lazy imports, JIT compilation); it counts for its kind only until a warm run
+        of the kind is seen, less the warm-up measured on kinds seen both ways."""
         if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0):
             return
         if isinstance(rows, int) and rows > 0 and "n" not in (getattr(spec, "dataset_options", None) or {}):
             self.default_sizes.setdefault(str(spec.dataset), rows)
         fit = seconds if fit_seconds is None else min(max(float(fit_seconds), 0.0), float(seconds))
         cost = self.features(spec)
+        self._derived = None
+        if cold and not prior:
+            self._cold[cost.kind].append((cost.work, float(seconds), fit))
+            return
         which = "prior" if prior else "now"
         if fit > 0:
             self._rate[which][cost.kind].append(fit / cost.work)
@@ -114,19 +127,47 @@ class CostModel:
 
     def observed(self, *, prior: bool = False) -> int:
         """How many runs were observed (this sweep's, or the prior's)."""
-        return sum(len(v) for v in self._other["prior" if prior else "now"].values())
+        if prior:
+            return sum(len(v) for v in self._other["prior"].values())
+        return sum(len(v) for v in self._other["now"].values()) + sum(len(v) for v in self._cold.values())
+
+    def warmup_s(self) -> float:
+        """A fresh worker's one-off warm-up: cold minus warm seconds, on the kinds seen both ways (0: none)."""
+        gaps = []
+        for kind, runs in self._cold.items():
+            rates, others = self._rate["now"].get(kind), self._other["now"].get(kind)
+            if others:
+                warm = _gmean(rates or ()) or 0.0
+                gaps += [seconds - (warm * work + (_mean(others) or 0.0)) for work, seconds, _ in runs]
+        return max(sorted(gaps)[len(gaps) // 2], 0.0) if gaps else 0.0
+
+    def _now(self) -> tuple[dict[Kind, list[float]], dict[Kind, list[float]]]:
+        """This sweep's (fit rates, other seconds) per kind: warm runs, else cold ones less the warm-up."""
+        if self._derived is None:
+            rate = {k: list(v) for k, v in self._rate["now"].items() if v}
+            other = {k: list(v) for k, v in self._other["now"].items() if v}
+            warmup = self.warmup_s()
+            for kind, runs in self._cold.items():
+                if kind in other:
+                    continue
+                for work, seconds, fit in runs:
+                    left = max(seconds - warmup, 0.05 * seconds)
+                    rate.setdefault(kind, []).append(fit * left / seconds / work)
+                    other.setdefault(kind, []).append((seconds - fit) * left / seconds)
+            self._derived = (rate, other)
+        return self._derived
 
     def speed(self) -> float:
         """This sweep's fit rates over the prior's, on the kinds both saw (1 when none)."""
         ratios = []
-        for kind, rates in self._rate["now"].items():
+        for kind, rates in self._now()[0].items():
             now, before = _gmean(rates), _gmean(self._rate["prior"].get(kind, ()))
             if now and before:
                 ratios.append(now / before)
         return _gmean(ratios) or 1.0
 
     def _fit_rate(self, kind: Kind) -> float | None:
-        now, prior = self._rate["now"], self._rate["prior"]
+        now, prior = self._now()[0], self._rate["prior"]
         if now.get(kind):
             return _gmean(now[kind])
         speed = self.speed()
@@ -142,10 +183,10 @@ class CostModel:
         return None
 
     def _other_s(self, kind: Kind) -> float:
-        for which in ("now", "prior"):
-            if self._other[which].get(kind):
-                return _mean(self._other[which][kind]) or 0.0
-        everything = [v for which in ("now", "prior") for vs in self._other[which].values() for v in vs]
+        for table in (self._now()[1], self._other["prior"]):
+            if table.get(kind):
+                return _mean(table[kind]) or 0.0
+        everything = [v for table in (self._now()[1], self._other["prior"]) for vs in table.values() for v in vs]
         return _mean(everything) or 0.0
 
     def predict(self, spec: Any) -> float | None:

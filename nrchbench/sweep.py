@@ -310,7 +310,7 @@ class _SweepRun:
             self.summary.failed += 1
             log.warning("run %s (%s) failed: %s", rs.run_id, rs.label(), error)
         self.done += 1
-        self.tracker.finish(rs, res.seconds, record)
+        self.tracker.finish(rs, res.seconds, record, (res.host, res.pid) if res.pid else None)
         eta_s = self.tracker.eta_s()
         log.info(
             "sweep: %d/%d done at %.1fs, %s in %.1fs; predicted remaining %s",

@@ -66,6 +66,7 @@ class SweepProgress:
         self.pending: dict[str, Any] = {}
         self.running: dict[str, Running] = {}
         self._started: dict[str, float] = {}
+        self._workers: set[Any] = set()  # (host, pid) of the workers that finished a run
 
     # ------------------------------------------------------------------ prior and plan
     def add_prior(self, records: Iterable[Any]) -> int:
@@ -112,17 +113,21 @@ class SweepProgress:
             run.first_epoch_s = max(self.clock() - self._started[run_id], 0.0)
         return run.spec
 
-    def finish(self, spec: Any, seconds: float | None, record: Any = None) -> None:
-        """A run ended; an ``ok`` one calibrates the model with its wall time and ``timing.fit``."""
+    def finish(self, spec: Any, seconds: float | None, record: Any = None, worker: Any = None) -> None:
+        """A run ended; an ``ok`` one calibrates the model with its wall time and ``timing.fit``.
+        ``worker`` (host, pid) tells the first run of each worker process (cold) from the others."""
         self.pending.pop(spec.run_id, None)
         self.running.pop(spec.run_id, None)
         started = self._started.pop(spec.run_id, None)
+        cold = worker is not None and worker not in self._workers
+        if worker is not None:
+            self._workers.add(worker)
         if record is None or record.status != "ok":
             return
         wall = seconds if seconds else (self.clock() - started if started is not None else None)
         if wall:
             rows = (record.dataset or {}).get("n")
-            self.model.observe(spec, wall, record.timing.get("fit"), rows=rows)
+            self.model.observe(spec, wall, record.timing.get("fit"), rows=rows, cold=cold)
 
     def drop(self, spec: Any) -> None:
         """Not this sweep's to run any more (another sweep did it)."""

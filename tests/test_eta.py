@@ -179,3 +179,14 @@ def test_pace_counts_the_loading_first_epoch_once():
     run = Running(spec(epochs=10), elapsed=12.0, epochs_done=3, epochs=10, first_epoch_s=8.0)
     assert run.pace() == pytest.approx(8.0 + 4.0 * 9 / 2)
     assert Running(spec(epochs=10), elapsed=8.0, epochs_done=1, epochs=10, first_epoch_s=8.0).pace() == 80.0
+
+
+def test_a_cold_first_run_counts_less_its_measured_warm_up():
+    model = CostModel()
+    model.observe(spec("nrch"), 16.0, 7.0, cold=True)  # a fresh worker: imports, JIT
+    assert model.predict(spec("nrch")) == pytest.approx(16.0)  # nothing better known yet
+    model.observe(spec("nrch"), 1.0, 0.8)  # a warm one: the kind is predicted from it alone
+    assert model.predict(spec("nrch")) == pytest.approx(1.0)
+    assert model.warmup_s() == pytest.approx(15.0)
+    model.observe(spec("dcmh"), 25.0, 20.0, cold=True)  # another kind, only cold so far: less the warm-up
+    assert model.predict(spec("dcmh")) == pytest.approx(10.0)
