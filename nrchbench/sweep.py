@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 
 from nrchbench.backends import RunKwargs, RunResult, get_backend
 from nrchbench.claims import HEARTBEAT_S, TIMEOUT_S, Claims, clean_claim_leftovers
+from nrchbench.provenance import code_version, current_code_version, short
 from nrchbench.records import Record, find_record, record_path, write_record
 from nrchbench.resultsdir import check_writable, clean_stale_tmp
 from nrchbench.spec import RunSpec
@@ -76,6 +78,10 @@ class SweepSummary:
     failed: int = 0
     skipped: int = 0
     elsewhere: int = 0
+    #: ``ok`` records another code version made: kept (among ``skipped``) or rerun (``--rerun-stale``).
+    stale: int = 0
+    stale_rerun: int = 0
+    stale_versions: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
     runs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -140,6 +146,8 @@ class Sweep:
         backend: ``local`` or ``ray`` (or any name in :data:`nrchbench.backends.BACKENDS`).
         jobs: parallel runs (worker processes for ``local``).
         force: rerun specs that already have an ``ok`` record.
+        rerun_stale: rerun specs whose ``ok`` record another code version made
+            (:mod:`nrchbench.provenance`).
         data_root, device, save_codes: as for :func:`nrchbench.runner.run`.
         plugins: ``--plugin`` modules/files every worker imports first.
         backend_options: extra backend options (Ray: ``address``, ``gpus_per_run``, ``cpus_per_run``).
@@ -156,6 +164,7 @@ class Sweep:
         backend: str = "local",
         jobs: int = 1,
         force: bool = False,
+        rerun_stale: bool = False,
         data_root: str | os.PathLike | None = None,
         device: str = "auto",
         save_codes: bool = False,
@@ -168,7 +177,8 @@ class Sweep:
         self.out = Path(out)
         self.backend_name = backend
         self.jobs = int(jobs)
-        self.force = bool(force)
+        self.force, self.rerun_stale = bool(force), bool(rerun_stale)
+        self.stale: dict[str, str] = {}
         self.device = str(device)
         self.run_kwargs = RunKwargs(
             out=str(self.out),
@@ -186,12 +196,19 @@ class Sweep:
         self.specs = list(unique.values())
 
     def plan(self) -> tuple[list[RunSpec], list[RunSpec]]:
-        """(pending, skipped): skipped specs have a valid ``ok`` record (never when forced)."""
+        """(pending, skipped): skipped specs have a valid ``ok`` record (never when forced) —
+        made by this code version, or by any with ``rerun_stale`` off. ``self.stale`` maps the
+        run ids whose ``ok`` record another code version made to that version."""
         pending, skipped = [], []
+        current = current_code_version()
+        self.stale: dict[str, str] = {}
         for rs in self.specs:
             rec = None if self.force else find_record(self.out, rs)
             if rec is not None and rec.status == "ok":
-                skipped.append(rs)
+                version = code_version(rec.env)
+                if version != current:
+                    self.stale[rs.run_id] = version
+                (pending if self.rerun_stale and version != current else skipped).append(rs)
             else:
                 pending.append(rs)
         return pending, skipped
@@ -237,6 +254,7 @@ class _SweepRun:
         self.seen = {rs.run_id: _stamp(record_path(self.out, rs)) for rs in sw.specs}
         pending, skipped = sw.plan()
         summary.skipped = len(skipped)
+        self._note_stale(pending)
         for rs in skipped:
             self.done += 1
             self.rows[rs.run_id] = _row(rs, "skipped", path=str(record_path(self.out, rs)))
@@ -273,6 +291,21 @@ class _SweepRun:
             summary.wall_s = time.perf_counter() - self.t0
             summary.runs = [self.rows[rs.run_id] for rs in sw.specs]
         return summary
+
+    def _note_stale(self, pending: list[RunSpec]) -> None:
+        s, stale = self.summary, self.sw.stale
+        s.stale_rerun = sum(rs.run_id in stale for rs in pending)
+        s.stale = len(stale) - s.stale_rerun
+        s.stale_versions = dict(Counter(short(v) for v in stale.values()))
+        if stale:
+            what = ", ".join(f"{v} ({n})" for v, n in s.stale_versions.items())
+            log.log(
+                logging.INFO if s.stale_rerun else logging.WARNING,
+                "sweep: %s %d record(s) made by another code version than this (%s): %s",
+                *(("rerunning", s.stale_rerun) if s.stale_rerun else ("skipping", s.stale)),
+                current_code_version(),
+                what,
+            )
 
     # -------------------------------------------------------------- backend callbacks
     def on_start(self, rs: RunSpec) -> bool:
@@ -387,6 +420,7 @@ def run_sweep(
     backend: str = "local",
     jobs: int = 1,
     force: bool = False,
+    rerun_stale: bool = False,
     data_root: str | os.PathLike | None = None,
     device: str = "auto",
     save_codes: bool = False,
@@ -408,6 +442,7 @@ def run_sweep(
         backend=backend,
         jobs=jobs,
         force=force,
+        rerun_stale=rerun_stale,
         data_root=data_root,
         device=device,
         save_codes=save_codes,

@@ -65,6 +65,9 @@ def _opt(ctx: click.Context, cfg: dict[str, Any], name: str, value: Any) -> Any:
 @click.option("--config", "config", default=None, type=click.Path(dir_okay=False), help="Sweep file (.toml/.yaml).")
 @click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Parallel runs.")
 @click.option("--force", is_flag=True, help="Rerun specs that already have an ok record.")
+@click.option(
+    "--rerun-stale", is_flag=True, help="Rerun specs whose ok record another code version made (PROTOCOL §5)."
+)
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--address", default=None, help="Ray cluster address (--backend ray).")
 @click.option("--gpus-per-run", type=float, default=None, help="GPUs per run (--backend ray).")
@@ -142,6 +145,7 @@ def sweep(ctx: click.Context, **opts: Any) -> None:
             f"[bold]interrupted[/]: {c['ok'] + c['skipped']} done ({c['skipped']} before), {c['failed']} failed, "
             f"{not_run} not run; rerun the same command to resume",
             highlight=False,
+            soft_wrap=True,
         )
         sys.exit(130)
 
@@ -167,6 +171,7 @@ def _make_sweep(merged: dict[str, Any], specs: list[Any], plugins: list[str]) ->
         backend=merged["backend"],
         jobs=int(merged["jobs"]),
         force=bool(merged["force"]),
+        rerun_stale=bool(merged.get("rerun_stale")),
         data_root=merged["data_root"],
         device=merged["device"],
         save_codes=bool(merged["save_codes"]),
@@ -304,3 +309,14 @@ def _print_summary(summary: Any) -> None:
         + f") in {summary.wall_s:.1f}s → {summary.out}",
         highlight=False,
     )
+    versions = ", ".join(f"{v} ({n})" for v, n in summary.stale_versions.items())
+    if summary.stale:
+        console.print(
+            f"[yellow]{summary.stale} skipped record(s) were made by another code version[/] ({versions}); "
+            "--rerun-stale reruns them",
+            highlight=False,
+        )
+    if summary.stale_rerun:
+        console.print(
+            f"reran {summary.stale_rerun} record(s) made by another code version ({versions})", highlight=False
+        )
