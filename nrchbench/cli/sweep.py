@@ -218,6 +218,8 @@ def _dry_run(merged: dict[str, Any], plugins: list[str], out: Console) -> None:
     for s in sw.specs:
         noise = "invariant" if s.noise_invariant else f"{s.noise_model}@{s.noise_rate:g}"
         state = "done" if s.run_id in done else "to run"
+        if s.run_id in sw.stale:  # an ok record another code version made (rerun with --rerun-stale)
+            state += f" (made by {sw.stale[s.run_id]})"
         holder = claims.holder(s) if state == "to run" else None
         if holder is not None:
             state = f"running ({holder.describe()})"
