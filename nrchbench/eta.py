@@ -89,6 +89,7 @@ class CostModel:
         self._other: dict[str, dict[Kind, list[float]]] = {"now": defaultdict(list), "prior": defaultdict(list)}
         self._cold: dict[Kind, list[tuple[float, float, float]]] = defaultdict(list)  # (work, seconds, fit)
         self._derived: tuple[dict[Kind, list[float]], dict[Kind, list[float]]] | None = None
+        self._cache: dict[Kind, tuple[float | None, float]] = {}  # kind → (fit rate, other seconds)
 
     def features(self, spec: Any) -> RunCost:
         return features(spec, self.default_sizes)
@@ -144,6 +145,7 @@ class CostModel:
     def _now(self) -> tuple[dict[Kind, list[float]], dict[Kind, list[float]]]:
         """This sweep's (fit rates, other seconds) per kind: warm runs, else cold ones less the warm-up."""
         if self._derived is None:
+            self._cache.clear()
             rate = {k: list(v) for k, v in self._rate["now"].items() if v}
             other = {k: list(v) for k, v in self._other["now"].items() if v}
             warmup = self.warmup_s()
@@ -192,10 +194,11 @@ class CostModel:
     def predict(self, spec: Any) -> float | None:
         """Predicted seconds of ``spec``'s run, or None when nothing has been observed yet."""
         cost = self.features(spec)
-        rate = self._fit_rate(cost.kind)
-        if rate is None:
-            return None
-        return rate * cost.work + self._other_s(cost.kind)
+        self._now()  # (re)derives this sweep's tables and empties the cache after an observation
+        if cost.kind not in self._cache:
+            self._cache[cost.kind] = (self._fit_rate(cost.kind), self._other_s(cost.kind))
+        rate, other = self._cache[cost.kind]
+        return None if rate is None else rate * cost.work + other
 
 
 @dataclass

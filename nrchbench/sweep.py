@@ -255,6 +255,9 @@ class _SweepRun:
         pending, skipped = sw.plan()
         summary.skipped = len(skipped)
         self._note_stale(pending)
+        self.tracker.plan(pending)
+        if pending:
+            self.tracker.add_prior_from(self.out)
         for rs in skipped:
             self.done += 1
             self.rows[rs.run_id] = _row(rs, "skipped", path=str(record_path(self.out, rs)))
@@ -262,9 +265,6 @@ class _SweepRun:
         for rs in pending:
             self.by_id[rs.run_id] = rs
             self.rows[rs.run_id] = _row(rs, "pending")
-        self.tracker.plan(pending)
-        if pending:
-            self.tracker.add_prior_from(self.out)
         log.info(
             "sweep: %d run(s), %d already done, %d to run on %s",
             summary.total,
