@@ -299,8 +299,7 @@ class _SweepRun:
         s.stale_versions = dict(Counter(short(v) for v in stale.values()))
         if stale:
             what = ", ".join(f"{v} ({n})" for v, n in s.stale_versions.items())
-            log.log(
-                logging.INFO if s.stale_rerun else logging.WARNING,
+            log.info(  # the CLI prints it in its summary
                 "sweep: %s %d record(s) made by another code version than this (%s): %s",
                 *(("rerunning", s.stale_rerun) if s.stale_rerun else ("skipping", s.stale)),
                 current_code_version(),
