@@ -22,8 +22,10 @@ Pure (no I/O, no clock): the sweep feeds it what it knows and asks it for predic
   datasets or presets, then to every kind (both scaled by the speed), then to the live
   estimates of running runs.
 * **A running run** (:class:`Running`) that has finished ``e`` of ``E`` epochs in ``t``
-  seconds is predicted from its own pace (``t·E/e``) blended with the model (weight
-  ``e/E`` on its own pace); remaining = prediction − elapsed.
+  seconds is predicted from its own pace (``t·E/e``, the first epoch counted once) blended
+  with the model (weight ``e/E`` on its own pace; its own pace alone when no run of its
+  kind has finished yet, and pending runs of that kind borrow it); remaining = prediction
+  − elapsed.
 * **ETA** (:func:`eta`): the pending runs, in queue order, are dealt to the ``workers``
   (each free when its running run ends) — the time at which the last one ends. This is
   remaining work / workers, but exact at the tail, where one long run is left.
@@ -191,6 +193,10 @@ class CostModel:
         everything = [v for table in (self._now()[1], self._other["prior"]) for vs in table.values() for v in vs]
         return _mean(everything) or 0.0
 
+    def knows(self, kind: Kind) -> bool:
+        """Whether a run of ``kind`` was seen to finish (in this sweep or the prior)."""
+        return bool(self._now()[1].get(kind) or self._other["prior"].get(kind))
+
     def predict(self, spec: Any) -> float | None:
         """Predicted seconds of ``spec``'s run, or None when nothing has been observed yet."""
         cost = self.features(spec)
@@ -227,8 +233,8 @@ def _running_total(model: CostModel, run: Running) -> float | None:
     predicted, own = model.predict(run.spec), run.pace()
     if own is None:
         return predicted
-    if predicted is None:
-        return own
+    if predicted is None or not model.knows(model.features(run.spec).kind):
+        return own  # a kind never seen finish: its own pace beats a borrowed rate
     w = min(run.epochs_done / max(run.epochs, 1), 1.0)
     return w * own + (1.0 - w) * predicted
 
@@ -236,19 +242,26 @@ def _running_total(model: CostModel, run: Running) -> float | None:
 def eta(model: CostModel, running: Iterable[Running], pending: Iterable[Any], workers: int) -> float | None:
     """Seconds until every run is done, or None when some run cannot be predicted yet.
 
-    Runs of a kind the model has never seen borrow the live pace of running runs (of the
-    same kind first), so the ETA appears after the first epoch rather than the first run.
+    Runs of a kind the model has never seen finish are priced by the live pace of running
+    runs of that kind (per unit of work) where there is one, else by the model's fallback
+    (the same method elsewhere, then every kind), else by the pace of any running run, so
+    the ETA appears after the first epoch rather than the first run.
     """
     running, pending = list(running), list(pending)
     live: dict[Kind, list[float]] = defaultdict(list)
     for r in running:
-        if r.pace() is not None:
-            live[model.features(r.spec).kind].append(r.pace())  # type: ignore[arg-type]
+        pace = r.pace()
+        if pace is not None:
+            cost = model.features(r.spec)
+            live[cost.kind].append(pace / cost.work)
     everything = _gmean(v for vs in live.values() for v in vs)
 
     def guess(spec: Any) -> float | None:
+        cost = model.features(spec)
+        if not model.knows(cost.kind) and live.get(cost.kind):
+            return _gmean(live[cost.kind]) * cost.work  # type: ignore[operator]
         p = model.predict(spec)
-        return p if p is not None else _gmean(live.get(model.features(spec).kind, ())) or everything
+        return p if p is not None else (everything * cost.work if everything is not None else None)
 
     ends: list[float] = []
     for r in running:

@@ -190,3 +190,12 @@ def test_a_cold_first_run_counts_less_its_measured_warm_up():
     assert model.warmup_s() == pytest.approx(15.0)
     model.observe(spec("dcmh"), 25.0, 20.0, cold=True)  # another kind, only cold so far: less the warm-up
     assert model.predict(spec("dcmh")) == pytest.approx(10.0)
+
+
+def test_a_kind_never_seen_finish_trusts_its_running_runs_over_a_borrowed_rate():
+    model = CostModel()
+    model.observe(spec("nrch", epochs=4), 4.0, 4.0)  # 1 s/epoch: dcmh would borrow this
+    run = Running(spec("dcmh", epochs=10), elapsed=10.0, epochs_done=2, epochs=10, first_epoch_s=5.0)
+    # its own pace: 5 + 5·9 = 50 s, 40 left; a pending dcmh run of half the epochs: 25 s
+    assert eta(model, [run], [spec("dcmh", epochs=5)], workers=1) == pytest.approx(40.0 + 25.0)
+    assert eta(model, [], [spec("dcmh", epochs=5)], workers=1) == pytest.approx(5.0)  # no pace: the fallback
