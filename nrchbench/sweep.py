@@ -32,31 +32,9 @@ from nrchbench.provenance import code_version, current_code_version, short
 from nrchbench.records import Record, find_record, record_path, write_record
 from nrchbench.resultsdir import check_writable, clean_stale_tmp
 from nrchbench.spec import RunSpec
-from nrchbench.sweep_progress import RunView, SweepProgress, default_sizes, remove_run_tmp, takes
+from nrchbench.sweep_progress import SweepEvent, SweepProgress, default_sizes, remove_run_tmp, takes
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SweepEvent:
-    """One step of a sweep, for progress displays.
-
-    ``kind`` is ``"skip"`` (a finished record exists, or another sweep just ran the spec:
-    see the summary for its outcome),
-    ``"start"``, ``"epoch"`` (a running run finished an epoch), ``"done"`` or ``"wait"``
-    (waiting for runs another sweep holds; ``spec`` is one of them); ``result`` is set for
-    ``done``; ``done``/``total`` count finished and skipped runs.
-    """
-
-    kind: str
-    spec: RunSpec
-    done: int
-    total: int
-    result: RunResult | None = None
-    #: Seconds until this sweep's runs are done, from the cost model (None: not known yet).
-    eta_s: float | None = None
-    #: Every run in flight (``"epoch"`` events: ``spec`` finished an epoch).
-    running: list[RunView] = field(default_factory=list)
 
 
 ProgressFn = Callable[[SweepEvent], None]
@@ -343,16 +321,9 @@ class _SweepRun:
             log.warning("run %s (%s) failed: %s", rs.run_id, rs.label(), error)
         self.done += 1
         self.tracker.finish(rs, res.seconds, record, (res.host, res.pid) if res.pid else None)
-        eta_s = self.tracker.eta_s()
-        log.info(
-            "sweep: %d/%d done at %.1fs, %s in %.1fs; predicted remaining %s",
-            self.done,
-            self.summary.total,
-            time.perf_counter() - self.t0,
-            rs.label(),
-            res.seconds,
-            "unknown" if eta_s is None else f"{eta_s:.1f}s",
-        )
+        eta_s, at = self.tracker.eta_s(), time.perf_counter() - self.t0
+        what = f"{self.done}/{self.summary.total} done at {at:.1f}s, {rs.label()} in {res.seconds:.1f}s"
+        log.info("sweep: %s; predicted remaining %s", what, "unknown" if eta_s is None else f"{eta_s:.1f}s")
         self.rows[rs.run_id].update(
             status=status,
             error=error,

@@ -13,14 +13,40 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from nrchbench.eta import CostModel, Running, eta
 
+if TYPE_CHECKING:
+    from nrchbench.backends import RunResult
+    from nrchbench.spec import RunSpec
+
 log = logging.getLogger(__name__)
 
-__all__ = ["RunView", "SweepProgress", "default_sizes", "remove_run_tmp", "takes"]
+__all__ = ["RunView", "SweepEvent", "SweepProgress", "default_sizes", "remove_run_tmp", "takes"]
+
+
+@dataclass
+class SweepEvent:
+    """One step of a sweep, for progress displays.
+
+    ``kind`` is ``"skip"`` (a finished record exists, or another sweep just ran the spec:
+    see the summary for its outcome),
+    ``"start"``, ``"epoch"`` (a running run finished an epoch), ``"done"`` or ``"wait"``
+    (waiting for runs another sweep holds; ``spec`` is one of them); ``result`` is set for
+    ``done``; ``done``/``total`` count finished and skipped runs.
+    """
+
+    kind: str
+    spec: RunSpec
+    done: int
+    total: int
+    result: RunResult | None = None
+    #: Seconds until this sweep's runs are done, from the cost model (None: not known yet).
+    eta_s: float | None = None
+    #: Every run in flight (``"epoch"`` events: ``spec`` finished an epoch).
+    running: list[RunView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
