@@ -1,34 +1,17 @@
-"""What a run ran on: versions, device, git revision (a record's ``env``)."""
+"""What a run ran on: versions, device, git revision and dirtiness (a record's ``env``)."""
 
 from __future__ import annotations
 
-import functools
 import platform
 import socket
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from nrchbench.provenance import git_dirty, git_revision
+
 __all__ = ["environment", "git_revision"]
-
-
-@functools.lru_cache(maxsize=1)
-def git_revision() -> str | None:
-    """``git rev-parse HEAD`` of the checkout holding the package, or None."""
-    pkg_root = Path(__file__).resolve().parent.parent
-    if not (pkg_root / ".git").exists():
-        return None
-    try:
-        res = subprocess.run(
-            ["git", "-C", str(pkg_root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=3, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    rev = res.stdout.strip()
-    return rev if res.returncode == 0 and rev else None
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -50,6 +33,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "device_name": device_name,
         "torch_threads": torch.get_num_threads(),  # CPU training results depend on it
         "git_revision": git_revision(),
+        "git_dirty": git_dirty(),  # uncommitted changes to nrchbench/ (PROTOCOL §5, code version)
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
     }

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,29 +28,13 @@ from typing import Any
 
 from nrchbench.backends import RunKwargs, RunResult, get_backend
 from nrchbench.claims import HEARTBEAT_S, TIMEOUT_S, Claims, clean_claim_leftovers
+from nrchbench.provenance import code_version, current_code_version, short
 from nrchbench.records import Record, find_record, record_path, write_record
 from nrchbench.resultsdir import check_writable, clean_stale_tmp
 from nrchbench.spec import RunSpec
+from nrchbench.sweep_progress import SweepEvent, SweepProgress, default_sizes, remove_run_tmp, takes
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SweepEvent:
-    """One step of a sweep, for progress displays.
-
-    ``kind`` is ``"skip"`` (a finished record exists, or another sweep just ran the spec:
-    see the summary for its outcome),
-    ``"start"``, ``"done"`` or ``"wait"`` (waiting for runs another sweep holds; ``spec`` is
-    one of them); ``result`` is set for ``done``; ``done``/``total`` count finished and
-    skipped runs.
-    """
-
-    kind: str
-    spec: RunSpec
-    done: int
-    total: int
-    result: RunResult | None = None
 
 
 ProgressFn = Callable[[SweepEvent], None]
@@ -71,6 +56,10 @@ class SweepSummary:
     failed: int = 0
     skipped: int = 0
     elsewhere: int = 0
+    #: ``ok`` records another code version made: kept (among ``skipped``) or rerun (``--rerun-stale``).
+    stale: int = 0
+    stale_rerun: int = 0
+    stale_versions: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
     runs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -135,6 +124,8 @@ class Sweep:
         backend: ``local`` or ``ray`` (or any name in :data:`nrchbench.backends.BACKENDS`).
         jobs: parallel runs (worker processes for ``local``).
         force: rerun specs that already have an ``ok`` record.
+        rerun_stale: rerun specs whose ``ok`` record another code version made
+            (:mod:`nrchbench.provenance`).
         data_root, device, save_codes: as for :func:`nrchbench.runner.run`.
         plugins: ``--plugin`` modules/files every worker imports first.
         backend_options: extra backend options (Ray: ``address``, ``gpus_per_run``, ``cpus_per_run``).
@@ -151,6 +142,7 @@ class Sweep:
         backend: str = "local",
         jobs: int = 1,
         force: bool = False,
+        rerun_stale: bool = False,
         data_root: str | os.PathLike | None = None,
         device: str = "auto",
         save_codes: bool = False,
@@ -163,7 +155,8 @@ class Sweep:
         self.out = Path(out)
         self.backend_name = backend
         self.jobs = int(jobs)
-        self.force = bool(force)
+        self.force, self.rerun_stale = bool(force), bool(rerun_stale)
+        self.stale: dict[str, str] = {}
         self.device = str(device)
         self.run_kwargs = RunKwargs(
             out=str(self.out),
@@ -181,12 +174,19 @@ class Sweep:
         self.specs = list(unique.values())
 
     def plan(self) -> tuple[list[RunSpec], list[RunSpec]]:
-        """(pending, skipped): skipped specs have a valid ``ok`` record (never when forced)."""
+        """(pending, skipped): skipped specs have a valid ``ok`` record (never when forced) —
+        made by this code version, or by any with ``rerun_stale`` off. ``self.stale`` maps the
+        run ids whose ``ok`` record another code version made to that version."""
         pending, skipped = [], []
+        current = current_code_version()
+        self.stale: dict[str, str] = {}
         for rs in self.specs:
             rec = None if self.force else find_record(self.out, rs)
             if rec is not None and rec.status == "ok":
-                skipped.append(rs)
+                version = code_version(rec.env)
+                if version != current:
+                    self.stale[rs.run_id] = version
+                (pending if self.rerun_stale and version != current else skipped).append(rs)
             else:
                 pending.append(rs)
         return pending, skipped
@@ -211,10 +211,12 @@ class _SweepRun:
         self.by_id: dict[str, RunSpec] = {}
         self.seen: dict[str, tuple[int, int] | None] = {}  # the record file each spec had at the start
         self.deferred: list[RunSpec] = []  # claimed by another sweep in this round
+        self.tracker = SweepProgress(sweep.jobs, default_sizes(rs.dataset for rs in sweep.specs))
 
     def _emit(self, kind: str, rs: RunSpec, result: RunResult | None = None) -> None:
         if self.progress is not None:
-            self.progress(SweepEvent(kind, rs, self.done, self.summary.total, result))
+            ev = SweepEvent(kind, rs, self.done, self.summary.total, result, self.tracker.eta_s(), self.tracker.views())
+            self.progress(ev)
 
     def _changed(self, rs: RunSpec) -> bool:
         """Whether another writer replaced ``rs``'s record since this sweep started."""
@@ -230,6 +232,10 @@ class _SweepRun:
         self.seen = {rs.run_id: _stamp(record_path(self.out, rs)) for rs in sw.specs}
         pending, skipped = sw.plan()
         summary.skipped = len(skipped)
+        self._note_stale(pending)
+        self.tracker.plan(pending)
+        if pending:
+            self.tracker.add_prior_from(self.out)
         for rs in skipped:
             self.done += 1
             self.rows[rs.run_id] = _row(rs, "skipped", path=str(record_path(self.out, rs)))
@@ -244,19 +250,39 @@ class _SweepRun:
             len(pending),
             sw.backend.name,
         )
+        extra = {"on_progress": self.on_progress} if takes(sw.backend.run_all, "on_progress") else {}
         try:
             with self.claims:
                 queue = pending
                 while queue:
                     self.deferred = []
-                    sw.backend.run_all(queue, sw.run_kwargs, self.on_start, self.on_result)
+                    sw.backend.run_all(queue, sw.run_kwargs, self.on_start, self.on_result, **extra)
                     queue = self._wait_for_others(self.deferred)
+        except KeyboardInterrupt:
+            # the backend stopped the runs in flight; their claims go with the Claims context
+            remove_run_tmp(self.out, list(self.tracker.running))
+            log.warning("sweep interrupted: %d run(s) in flight stopped", len(self.tracker.running))
+            raise
         finally:
             clean_stale_tmp(self.out)
             self.claims.clean_stale()
             summary.wall_s = time.perf_counter() - self.t0
             summary.runs = [self.rows[rs.run_id] for rs in sw.specs]
         return summary
+
+    def _note_stale(self, pending: list[RunSpec]) -> None:
+        s, stale = self.summary, self.sw.stale
+        s.stale_rerun = sum(rs.run_id in stale for rs in pending)
+        s.stale = len(stale) - s.stale_rerun
+        s.stale_versions = dict(Counter(short(v) for v in stale.values()))
+        if stale:
+            what = ", ".join(f"{v} ({n})" for v, n in s.stale_versions.items())
+            log.info(  # the CLI prints it in its summary
+                "sweep: %s %d record(s) made by another code version than this (%s): %s",
+                *(("rerunning", s.stale_rerun) if s.stale_rerun else ("skipping", s.stale)),
+                current_code_version(),
+                what,
+            )
 
     # -------------------------------------------------------------- backend callbacks
     def on_start(self, rs: RunSpec) -> bool:
@@ -272,8 +298,14 @@ class _SweepRun:
                 self._done_elsewhere(rs, rec)
                 return False
         self.rows[rs.run_id]["status"] = "running"
+        self.tracker.start(rs)
         self._emit("start", rs)
         return True
+
+    def on_progress(self, run_id: str, epochs_done: int, epochs: int) -> None:
+        rs = self.tracker.epoch(run_id, epochs_done, epochs)
+        if rs is not None:
+            self._emit("epoch", rs)
 
     def on_result(self, res: RunResult) -> None:
         rs = self.by_id[res.run_id]
@@ -288,6 +320,10 @@ class _SweepRun:
             self.summary.failed += 1
             log.warning("run %s (%s) failed: %s", rs.run_id, rs.label(), error)
         self.done += 1
+        self.tracker.finish(rs, res.seconds, record, (res.host, res.pid) if res.pid else None)
+        eta_s, at = self.tracker.eta_s(), time.perf_counter() - self.t0
+        what = f"{self.done}/{self.summary.total} done at {at:.1f}s, {rs.label()} in {res.seconds:.1f}s"
+        log.info("sweep: %s; predicted remaining %s", what, "unknown" if eta_s is None else f"{eta_s:.1f}s")
         self.rows[rs.run_id].update(
             status=status,
             error=error,
@@ -322,6 +358,7 @@ class _SweepRun:
             self.summary.failed += 1
         self.summary.elsewhere += 1
         self.done += 1
+        self.tracker.drop(rs)
         status = "skipped" if rec.status == "ok" else "failed"
         self.rows[rs.run_id].update(status=status, error=rec.error, path=str(record_path(self.out, rs)), elsewhere=True)
         self._emit("skip", rs)
@@ -353,6 +390,7 @@ def run_sweep(
     backend: str = "local",
     jobs: int = 1,
     force: bool = False,
+    rerun_stale: bool = False,
     data_root: str | os.PathLike | None = None,
     device: str = "auto",
     save_codes: bool = False,
@@ -374,6 +412,7 @@ def run_sweep(
         backend=backend,
         jobs=jobs,
         force=force,
+        rerun_stale=rerun_stale,
         data_root=data_root,
         device=device,
         save_codes=save_codes,

@@ -51,7 +51,7 @@ def test_wiki_leaderboard_numbers_unchanged(metric: str) -> None:
          "--format", "csv"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
-    now = pd.read_csv(io.StringIO(res.output), dtype={"params": str})
+    now = pd.read_csv(io.StringIO(res.stdout), dtype={"params": str})  # stderr: the code-version warning
     now = now[now["method"] != "chance"]
     merged = committed.merge(now, on=KEY, suffixes=("_committed", "_now"), how="outer", validate="one_to_one")
     assert len(merged) == len(committed) == len(now) == 5 * 3 * 4 * 3

@@ -93,6 +93,9 @@ class RunResult:
 
 OnStart = Callable[[RunSpec], bool]
 OnResult = Callable[[RunResult], None]
+#: ``on_progress(run_id, epochs_done, epochs)``: optional, for backends that report epochs
+#: (their ``run_all`` takes it as a keyword; the local backend does).
+OnProgress = Callable[[str, int, int], None]
 
 
 class Backend(Protocol):
@@ -117,12 +120,16 @@ def _setup_worker(plugins: tuple[str, ...], threads: int | None) -> None:
 
 
 def execute(
-    spec: RunSpec, run_kwargs: RunKwargs | Mapping[str, Any], loader: Callable[..., Any] | None = None
+    spec: RunSpec,
+    run_kwargs: RunKwargs | Mapping[str, Any],
+    loader: Callable[..., Any] | None = None,
+    progress: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Run one spec on this process and return its result (never raises for a failed run).
 
     This is the function a backend runs on its workers; ``loader`` stands in for
-    :func:`nrchbench.datasets.load_dataset` (the Ray backend's per-node cache).
+    :func:`nrchbench.datasets.load_dataset` (the Ray backend's per-node cache);
+    ``progress(epoch, total_epochs, history_entry)`` is called after every epoch.
     """
     from nrchbench.runner import one_line, run_safe
 
@@ -138,6 +145,7 @@ def execute(
             device=kw.device if kw.device != "auto" else None,
             save_codes=kw.save_codes,
             out=kw.out,
+            progress=progress,
         )
     except Exception as exc:  # the spec could not even start (a plugin that fails to import, ...)
         return RunResult(spec.run_id, "failed", one_line(exc), None, False, host, pid, time.perf_counter() - t)

@@ -20,9 +20,11 @@ in the driver's process, unprotected, with a warning.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
-from nrchbench.backends import OnResult, OnStart, RunKwargs, child_imports, cores, execute
+from nrchbench.backends import OnProgress, OnResult, OnStart, RunKwargs, child_imports, cores, execute
 from nrchbench.backends.workers import WorkerPool
 from nrchbench.errors import ConfigError
 from nrchbench.spec import RunSpec
@@ -53,7 +55,15 @@ class LocalBackend:
         self.jobs = int(jobs)
         self.workers_started = 0
 
-    def run_all(self, specs: list[RunSpec], run_kwargs: RunKwargs, on_start: OnStart, on_result: OnResult) -> None:
+    def run_all(
+        self,
+        specs: list[RunSpec],
+        run_kwargs: RunKwargs,
+        on_start: OnStart,
+        on_result: OnResult,
+        on_progress: OnProgress | None = None,
+    ) -> None:
+        """Run ``specs``; ``on_progress(run_id, epochs_done, epochs)`` after every epoch of a run."""
         imports, interactive = child_imports(specs)
         here = [s for s in specs if s.run_id in interactive]
         if here:
@@ -64,7 +74,8 @@ class LocalBackend:
             )
             for spec in here:
                 if on_start(spec):
-                    on_result(execute(spec, run_kwargs))
+                    progress = _progress_of(spec.run_id, on_progress)
+                    on_result(execute(spec, run_kwargs, progress=progress))
         rest = [s for s in specs if s.run_id not in interactive]
         if not rest:
             return
@@ -73,9 +84,16 @@ class LocalBackend:
         kw = replace(run_kwargs, threads=threads, plugins=plugins)
         pool = WorkerPool(min(self.jobs, len(rest)), plugins, threads)
         try:
-            pool.run_all(rest, kw, on_start, on_result)
+            pool.run_all(rest, kw, on_start, on_result, on_progress)
         finally:
             self.workers_started += pool.started
+
+
+def _progress_of(run_id: str, on_progress: OnProgress | None) -> Callable[[int, int, Any], None] | None:
+    """The runner's ``progress`` callback reporting to ``on_progress`` (None without it)."""
+    if on_progress is None:
+        return None
+    return lambda epoch, total, _entry: on_progress(run_id, epoch + 1, total)
 
 
 def _torch_threads() -> int:

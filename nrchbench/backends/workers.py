@@ -40,7 +40,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from nrchbench.backends import OnResult, OnStart, RunKwargs, RunResult, execute, lost_result
+from nrchbench.backends import OnProgress, OnResult, OnStart, RunKwargs, RunResult, execute, lost_result
 from nrchbench.spec import RunSpec
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,15 @@ def _worker_main(
         if msg is None:
             return
         spec, kw = msg
+
+        def progress(epoch: int, total: int, _entry: Any, run_id: str = spec.run_id) -> None:
+            try:
+                conn.send(("epoch", run_id, epoch + 1, total))
+            except (OSError, ValueError):  # the driver is gone: the run is about to be killed
+                pass
+
         try:
-            result = execute(spec, kw)
+            result = execute(spec, kw, progress=progress)
         except BaseException as exc:  # SystemExit or KeyboardInterrupt raised by a method
             result = lost_result(spec, one_line(exc), pid=os.getpid())
         conn.send(result)
@@ -174,6 +181,7 @@ class WorkerPool:
         self.workers: list[_Worker] = []
         self.started = 0  # worker processes started so far (a death costs a new one)
         self.dir: Path | None = None
+        self.on_progress: OnProgress | None = None
 
     # ------------------------------------------------------------------ one worker
     def _start(self) -> _Worker:
@@ -222,8 +230,17 @@ class WorkerPool:
                     w.crash.append(line)
 
     # ------------------------------------------------------------------ the loop
-    def run_all(self, specs: Iterable[RunSpec], kw: RunKwargs, on_start: OnStart, on_result: OnResult) -> None:
-        """Run ``specs`` (``on_start``/``on_result`` as in :class:`~nrchbench.backends.Backend`)."""
+    def run_all(
+        self,
+        specs: Iterable[RunSpec],
+        kw: RunKwargs,
+        on_start: OnStart,
+        on_result: OnResult,
+        on_progress: OnProgress | None = None,
+    ) -> None:
+        """Run ``specs`` (``on_start``/``on_result`` as in :class:`~nrchbench.backends.Backend`;
+        ``on_progress(run_id, epochs_done, epochs)`` after every epoch of a run)."""
+        self.on_progress = on_progress
         queue = deque(specs)
         try:
             while True:
@@ -264,14 +281,17 @@ class WorkerPool:
 
     def _collect(self, w: _Worker) -> RunResult | None:
         """``w``'s result if it has one, a failed one if it died, else None (still running)."""
-        if w.conn.poll():
+        while w.conn.poll():
             try:
                 result = w.conn.recv()
             except (EOFError, OSError):
-                pass  # it died while sending: a death
-            else:
-                w.spec = None
-                return result
+                break  # it died while sending: a death
+            if isinstance(result, tuple):  # ("epoch", run_id, epochs_done, epochs)
+                if self.on_progress is not None:
+                    self.on_progress(*result[1:])
+                continue
+            w.spec = None
+            return result
         if w.proc.is_alive():
             return None
         w.proc.join()

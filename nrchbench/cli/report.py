@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
@@ -216,22 +217,31 @@ def plot(
 
     selection = _selection(dataset, preset, split, noise_model, methods, bits, noise_rates)
     kinds = ["noise", "selection", "loss-hist", "pr"] if kind == "all" else [kind]
-    written = plots.plot_kinds(
-        _load(results),
-        out_dir,
-        kinds,
-        direction=direction,
-        metric=metric,
-        results_dir=results,
-        labels=labels,
-        **selection,
-    )
+    with err_console.status(f"reading the records in {results}…"):
+        records = _load(results)
+    written: dict[str, list] = {}
+    for i, k in enumerate(kinds, 1):  # one kind at a time, each reported as it is written
+        t0 = time.perf_counter()
+        with err_console.status(f"plotting {k} ({i}/{len(kinds)}) from {len(records)} record(s)…"):
+            written.update(
+                plots.plot_kinds(
+                    records,
+                    out_dir,
+                    [k],
+                    direction=direction,
+                    metric=metric,
+                    results_dir=results,
+                    labels=labels,
+                    **selection,
+                )
+            )
+        n = len(written[k])
+        secs = time.perf_counter() - t0
+        console.print(f"{k}: {f'{n} file(s)' if n else 'nothing to plot'} ({secs:.1f}s)", highlight=False)
     total = sum(len(v) for v in written.values())
     if total == 0:
         raise NrchbenchError(
             f"no plot written: the records in {results / 'runs'} matching the filters have no "
             + "; no ".join(plots.NEEDS[k] for k in kinds)
         )
-    for k, paths in written.items():
-        console.print(f"{k}: {f'{len(paths)} file(s)' if paths else 'nothing to plot'}", highlight=False)
     console.print(f"wrote {total} file(s) to {out_dir}", highlight=False)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from nrchbench.cli.common import (
@@ -72,11 +72,11 @@ def metrics_table(metrics: Mapping[str, Any], history: list[Mapping[str, Any]] |
 class EpochProgress:
     """A rich progress bar over epochs, fed by the runner's ``progress`` callback."""
 
-    def __init__(self, console_: Console, description: str, enabled: bool = True) -> None:
+    def __init__(self, console_: Console, description: str, enabled: bool = True, epochs: int | None = None) -> None:
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(bar_width=20),
-            MofNCompleteColumn(),
+            TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
@@ -88,9 +88,12 @@ class EpochProgress:
         self.description = description
         self.task: Any = None
         self.count = 0
+        self.epochs = epochs
 
     def __enter__(self) -> EpochProgress:
         self.progress.__enter__()
+        if self.epochs:  # "epoch 0/E" from the start, not a blank line through the first epoch
+            self.task = self.progress.add_task(self.description, total=max(self.epochs, 1), logs="")
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -105,7 +108,9 @@ class EpochProgress:
             v = logs.get(key)
             if isinstance(v, (int, float)):
                 shown.append(f"{short}={v:.3g}")
-        self.progress.update(self.task, completed=min(self.count, max(total, 1)), logs=" ".join(shown))
+        self.progress.update(
+            self.task, completed=min(self.count, max(total, 1)), total=max(total, 1), logs=" ".join(shown)
+        )
 
 
 @click.command(cls=UserErrorCommand)
@@ -155,7 +160,8 @@ def run(
 
     Example: nrchbench run --method nrch --noise 0.5 --bits 32 --preset fast
     """
-    from nrchbench.records import record_path
+    from nrchbench.provenance import code_version, short
+    from nrchbench.records import find_record, read_record, record_path
     from nrchbench.resultsdir import check_writable
 
     check_writable(out)  # before any work: an unwritable --out is one line, exit 2
@@ -184,11 +190,22 @@ def run(
             highlight=False,
             soft_wrap=True,
         )
-    with EpochProgress(out_console, spec.method, enabled=out_console.is_terminal or not as_json) as bar:
+    previous = find_record(out, spec)
+    epochs = spec.resolved_params.get("epochs")
+    enabled = out_console.is_terminal or not as_json
+    with EpochProgress(out_console, spec.method, enabled, epochs if isinstance(epochs, int) else None) as bar:
         record = run_safe(
             spec, data_root=data_root, save_codes=save_codes, out=out, progress=bar, record_input_errors=False
         )
     path = record_path(out, record)
+    if previous is not None and path.is_file() and read_record(path).created != previous.created:
+        old_v, new_v = short(code_version(previous.env)), short(code_version(record.env))
+        err_console.print(
+            f"replaced the existing record of run {spec.run_id} ({previous.status}, created {previous.created}, "
+            f"code version {old_v}" + (")" if old_v == new_v else f"; this run: {new_v})"),
+            highlight=False,
+            soft_wrap=True,
+        )
     if as_json:
         click.echo(json.dumps(record.to_dict(), indent=2))
     elif record.status == "ok":

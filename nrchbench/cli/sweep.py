@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from nrchbench.cli.common import (
@@ -28,6 +27,7 @@ from nrchbench.cli.common import (
     spec_options,
     spec_options_values,
 )
+from nrchbench.cli.sweep_display import SweepDisplay
 from nrchbench.params import parse_key_values
 from nrchbench.resultsdir import check_writable
 
@@ -65,6 +65,9 @@ def _opt(ctx: click.Context, cfg: dict[str, Any], name: str, value: Any) -> Any:
 @click.option("--config", "config", default=None, type=click.Path(dir_okay=False), help="Sweep file (.toml/.yaml).")
 @click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Parallel runs.")
 @click.option("--force", is_flag=True, help="Rerun specs that already have an ok record.")
+@click.option(
+    "--rerun-stale", is_flag=True, help="Rerun specs whose ok record another code version made (PROTOCOL §5)."
+)
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--address", default=None, help="Ray cluster address (--backend ray).")
 @click.option("--gpus-per-run", type=float, default=None, help="GPUs per run (--backend ray).")
@@ -131,35 +134,20 @@ def sweep(ctx: click.Context, **opts: Any) -> None:
     import_plugins(plugins)
     sw = _make_sweep(merged, specs_from_config(merged), plugins)
 
-    progress = Progress(
-        TextColumn("[bold]sweep"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=out,
-        disable=opts["as_json"] and not out.is_terminal,
-    )
-    counts = {"ok": 0, "failed": 0, "skipped": 0}
-    with progress:
-        task = progress.add_task("sweep", total=len(sw.specs), status="")
-
-        def on_event(ev: Any) -> None:
-            if ev.kind == "skip":
-                counts["skipped"] += 1
-            elif ev.kind == "done" and ev.result is not None:
-                counts["ok" if ev.result.status == "ok" else "failed"] += 1
-                if ev.result.status != "ok":
-                    progress.console.print(f"[red]failed[/] {ev.spec.label()}: {ev.result.error}", highlight=False)
-            status = f"ok {counts['ok']} · failed {counts['failed']} · skipped {counts['skipped']}"
-            if ev.kind == "start":
-                status += f" · running {ev.spec.label()}"
-            elif ev.kind == "wait":
-                status += " · waiting for runs another sweep holds"
-            progress.update(task, completed=ev.done, status=status)
-
-        summary = sw.run(progress=on_event)
+    display = SweepDisplay(out, len(sw.specs), enabled=not (opts["as_json"] and not out.is_terminal))
+    try:
+        with display:
+            summary = sw.run(progress=display.on_event)
+    except KeyboardInterrupt:
+        c = display.counts
+        not_run = len(sw.specs) - c["ok"] - c["failed"] - c["skipped"]
+        err_console.print(
+            f"[bold]interrupted[/]: {c['ok'] + c['skipped']} done ({c['skipped']} before), {c['failed']} failed, "
+            f"{not_run} not run; rerun the same command to resume",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(130)
 
     if opts["as_json"]:
         click.echo(json.dumps(summary.to_dict(), indent=2))
@@ -183,6 +171,7 @@ def _make_sweep(merged: dict[str, Any], specs: list[Any], plugins: list[str]) ->
         backend=merged["backend"],
         jobs=int(merged["jobs"]),
         force=bool(merged["force"]),
+        rerun_stale=bool(merged.get("rerun_stale")),
         data_root=merged["data_root"],
         device=merged["device"],
         save_codes=bool(merged["save_codes"]),
@@ -229,6 +218,8 @@ def _dry_run(merged: dict[str, Any], plugins: list[str], out: Console) -> None:
     for s in sw.specs:
         noise = "invariant" if s.noise_invariant else f"{s.noise_model}@{s.noise_rate:g}"
         state = "done" if s.run_id in done else "to run"
+        if s.run_id in sw.stale:  # an ok record another code version made (rerun with --rerun-stale)
+            state += f" (made by {sw.stale[s.run_id]})"
         holder = claims.holder(s) if state == "to run" else None
         if holder is not None:
             state = f"running ({holder.describe()})"
@@ -320,3 +311,14 @@ def _print_summary(summary: Any) -> None:
         + f") in {summary.wall_s:.1f}s → {summary.out}",
         highlight=False,
     )
+    versions = ", ".join(f"{v} ({n})" for v, n in summary.stale_versions.items())
+    if summary.stale:
+        console.print(
+            f"[yellow]{summary.stale} skipped record(s) were made by another code version[/] ({versions}); "
+            "--rerun-stale reruns them",
+            highlight=False,
+        )
+    if summary.stale_rerun:
+        console.print(
+            f"reran {summary.stale_rerun} record(s) made by another code version ({versions})", highlight=False
+        )

@@ -28,6 +28,7 @@ import pandas as pd
 
 from nrchbench.errors import DataError
 from nrchbench.jsonutil import canonical_json
+from nrchbench.provenance import code_version
 from nrchbench.records import Record, record_path
 from nrchbench.report.identity import ROW_KEYS, TABLE_KEYS, TableIdentity
 from nrchbench.report.labels import method_label, non_default
@@ -52,7 +53,7 @@ STATES = ("ok", "not computed", "undefined", "failed")
 CELL_KEYS = [*TABLE_KEYS, "direction", *ROW_KEYS, "bits", "noise_rate"]
 #: One run (per direction): its cell and seed — the whole identity of a spec.
 SEED_KEYS = [*CELL_KEYS, "seed"]
-FRAME_COLUMNS = [*SEED_KEYS, "invariant", "state", "value", "chance", "created", "run_id", "record"]
+FRAME_COLUMNS = [*SEED_KEYS, "invariant", "state", "value", "chance", "created", "run_id", "record", "code_version"]
 _NOISE = ["noise_model", "noise_params", "noise_rate"]
 
 
@@ -186,6 +187,7 @@ def record_frame(
                     "created": rec.created,
                     "run_id": rec.run_id,
                     "record": i,
+                    "code_version": code_version(rec.env),
                 }
             )
     frame = pd.DataFrame(rows, columns=FRAME_COLUMNS)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import re
 from collections import Counter
@@ -22,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from nrchbench.errors import ConfigError, NrchbenchError
+from nrchbench.provenance import versions_note
 from nrchbench.records import Record
 from nrchbench.report.frame import (
     DIRECTIONS,
@@ -36,6 +38,8 @@ from nrchbench.report.labels import method_label, parse_labels
 from nrchbench.report.layout import parse_layout, pivot
 from nrchbench.report.render import Cell, View
 from nrchbench.report.stats import ALPHA, MIN_SEEDS, aggregate, mark
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Leaderboard", "leaderboard", "metric_direction"]
 
@@ -87,6 +91,7 @@ class Leaderboard:
     failed: int = 0
     not_computed: int = 0
     duplicates: int = 0
+    versions_note: str | None = None  # the records span code versions (PROTOCOL §5)
     heading: str = ""
     precision: int = 3
     frame: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
@@ -133,6 +138,8 @@ class Leaderboard:
             out.append("— : not run.")
         if self.duplicates:
             out.append(f"{self.duplicates} duplicate record(s) of the same spec ignored (newest kept).")
+        if self.versions_note:
+            out.append(self.versions_note[0].upper() + self.versions_note[1:] + ".")
         return out
 
     # ----------------------------------------------------------------- cells
@@ -271,7 +278,8 @@ def _build(
         ok = frame[(frame["state"] == "ok") & frame["chance"].notna()]
         for (b, r), v in ok.groupby(["bits", "noise_rate"], dropna=False)["chance"].mean().items():
             chance[(int(b), _rate(r))] = float(v)
-    runs = frame.drop_duplicates("record")["state"]
+    used = frame.drop_duplicates("record")
+    runs = used["state"]
     return Leaderboard(
         identity=identity,
         rows=rows,
@@ -283,6 +291,7 @@ def _build(
         usual_n=usual,
         failed=int((runs == "failed").sum()),
         not_computed=int((runs == "not computed").sum()),
+        versions_note=versions_note(zip(used["code_version"], used["created"], strict=True)),
         precision=precision,
         frame=frame,
     )
@@ -377,6 +386,8 @@ def leaderboard(
     distinct = distinct_keys([t.identity for t in tables])
     for t in tables:
         t.heading = t.identity.heading(distinct)
+        if t.versions_note:
+            log.warning("%s: %s", t.heading, t.versions_note)
     tables.sort(key=_order)
     return tables
 

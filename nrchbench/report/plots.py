@@ -8,7 +8,9 @@ returns the paths. The per-run diagnostics (selection, loss histograms) are in
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -24,6 +26,8 @@ from nrchbench.report.frame import record_frame, record_label, select_records
 from nrchbench.report.identity import TABLE_KEYS, TableIdentity
 from nrchbench.report.labels import dataset_name, direction_name, metric_label, parse_labels
 from nrchbench.report.leaderboard import leaderboard
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "NEEDS",
@@ -199,7 +203,13 @@ def plot_kinds(
         "loss-hist": lambda: plot_loss_histogram(records, out_dir, **common),
         "pr": lambda: plot_pr_curves(records, out_dir, **common),
     }  # fmt: skip
-    return {k: makers[k]() for k in kinds}
+    written = {}
+    for k in kinds:
+        t0 = time.perf_counter()
+        log.info("plot: %s from %d record(s)…", k, len(records))
+        written[k] = makers[k]()
+        log.info("plot: %s: %d file(s) in %.1fs", k, len(written[k]), time.perf_counter() - t0)
+    return written
 
 
 def plot_all(records: Iterable[Record], out_dir: str | Path, **options: Any) -> dict[str, list[Path]]:
