@@ -50,15 +50,14 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from nrchbench.errors import ConfigError, RegistryError
-from nrchbench.methods._common import iter_batches, mlp
+from nrchbench.errors import ConfigError
+from nrchbench.methods._common import LossMeans, TwoNetEncoder, dataset_key, hash_heads, iter_batches, set_lr
 from nrchbench.methods.base import EpochLog, HashingMethod, Rng, TrainData
 from nrchbench.params import Params
-from nrchbench.registry import DATASETS, METHODS
+from nrchbench.registry import METHODS
 
 __all__ = [
     "MRL",
@@ -255,22 +254,6 @@ def learning_rate(epoch: int, lr: float, epochs: int, schedule: LRSchedule = "co
     return float(lr) * (1.0 + math.cos(math.pi * t / epochs)) / 2.0
 
 
-# ============================================================================ networks
-class _Head(nn.Module):
-    """Linear(d→H)–ReLU–Linear(H→H)–ReLU–Linear(H→L) (PyTorch default init, biases everywhere)
-    [CODE nets/ImageNet.py, nets/TextNet.py], then tanh (the hashed reading) and row
-    L2-normalisation."""
-
-    def __init__(self, body: nn.Module, tanh: bool) -> None:
-        super().__init__()
-        self.fc = body
-        self.tanh = tanh
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.fc(x)
-        return F.normalize(z.tanh() if self.tanh else z, dim=1)
-
-
 # ============================================================================ method
 #: The README's wiki command (the only published run configuration): 30 epochs, batch 100,
 #: β 0.7, ``--loss MCE``. The paper's other datasets are not nrchbench datasets.
@@ -297,7 +280,7 @@ class MRLParams(Params):
 
 
 @METHODS.register("mrl")
-class MRL(HashingMethod):
+class MRL(TwoNetEncoder, HashingMethod):
     """MRL (CVPR 2021) in the hashed reading: robust clustering to learnable centres + multimodal contrast.
 
     Hyper-parameters: :class:`MRLParams` (official code/README values; per-dataset values
@@ -329,11 +312,7 @@ class MRL(HashingMethod):
     @classmethod
     def dataset_params(cls, dataset: str) -> dict[str, Any]:
         """The README's wiki configuration (30 epochs, batch 100, β 0.7); the defaults elsewhere."""
-        try:
-            key = DATASETS.canonical(dataset)
-        except RegistryError:
-            key = str(dataset).lower()
-        return dict(_DATASET_PARAMS.get(key, {}))
+        return dict(_DATASET_PARAMS.get(dataset_key(dataset), {}))
 
     def setup(self, data: TrainData, rng: Rng) -> None:
         p = self.p
@@ -344,8 +323,11 @@ class MRL(HashingMethod):
                 f"at {self.bits} bits, the data has {k}; use centre_init=direct"
             )
         gen = rng.torch("init")
-        self.img_net = _Head(mlp(data.image.shape[1], p.hidden, self.bits, 3, gen), p.tanh).to(data.device)
-        self.txt_net = _Head(mlp(data.text.shape[1], p.hidden, self.bits, 3, gen), p.tanh).to(data.device)
+        # Linear(d→H)–ReLU–Linear(H→H)–ReLU–Linear(H→L) (PyTorch default init, biases
+        # everywhere) [CODE nets/ImageNet.py, nets/TextNet.py], then tanh (the hashed
+        # reading) and row L2-normalisation
+        img, txt = hash_heads(data.image.shape[1], data.text.shape[1], p.hidden, self.bits, 3, 3, gen, tanh=p.tanh)
+        self.img_net, self.txt_net = img.to(data.device), txt.to(data.device)
         self.C = nn.Parameter(init_centres(k, self.bits, gen, p.centre_init).to(data.device))
         self._opt = torch.optim.Adam(
             [self.C, *self.img_net.parameters(), *self.txt_net.parameters()],
@@ -359,12 +341,12 @@ class MRL(HashingMethod):
         p = self.p
         log = EpochLog(epoch)
         lr = learning_rate(epoch, p.lr, p.epochs, p.lr_schedule)
-        for group in self._opt.param_groups:
-            group["lr"] = lr
+        set_lr(self._opt, lr)
         image, text, labels = data.image.float(), data.text.float(), data.labels.float()
         rc = torch.zeros(data.n, device=data.device)
-        sums = torch.zeros(len(self.LOSS_KEYS), device=data.device)
-        batches = 0
+        self.img_net.train()
+        self.txt_net.train()
+        means = LossMeans(self.LOSS_KEYS, data.device)
         with log.timer("train", data.device):
             for idx in iter_batches(data.n, p.batch_size, self._batch_gen, data.device):
                 with torch.no_grad():  # C.data = C / C.norm(dim=0) before every step [CODE L153–154]
@@ -383,17 +365,9 @@ class MRL(HashingMethod):
                 self._opt.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 self._opt.step()
-                sums += torch.stack([terms[k].detach() for k in self.LOSS_KEYS])
+                means.add(terms)
                 rc[idx] = terms["sample_loss"].to(rc.dtype)
-                batches += 1
-        log.losses.update(zip(self.LOSS_KEYS, (sums / max(batches, 1)).tolist()))
+        log.losses.update(means.means())
         log.values["lr"] = lr
         log.sample_loss = rc.cpu().numpy().astype(np.float64)
         return log
-
-    # ---------------------------------------------------------------- inference
-    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
-        return self.img_net(x.float())
-
-    def encode_text(self, x: torch.Tensor) -> torch.Tensor:
-        return self.txt_net(x.float())

@@ -72,11 +72,11 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
-from nrchbench.errors import ConfigError, RegistryError
-from nrchbench.methods._common import iter_batches, linear
+from nrchbench.errors import ConfigError
+from nrchbench.methods._common import LossMeans, TwoNetEncoder, dataset_key, iter_batches, linear
 from nrchbench.methods.base import EpochLog, HashingMethod, Rng, TrainData
 from nrchbench.params import Params
-from nrchbench.registry import DATASETS, METHODS
+from nrchbench.registry import METHODS
 
 log = logging.getLogger(__name__)
 
@@ -513,7 +513,7 @@ class RSHNLParams(Params):
 
 
 @METHODS.register("rshnl")
-class RSHNL(HashingMethod):
+class RSHNL(TwoNetEncoder, HashingMethod):
     """RSHNL (AAAI 2025): centre aggregation with self-paced weights, plus a robust contrastive term.
 
     Hyper-parameters: :class:`RSHNLParams` (official code values; γ = ``auto``, the
@@ -550,11 +550,7 @@ class RSHNL(HashingMethod):
 
         Every other dataset keeps α = 0.1 (the code default) and γ = ``auto``.
         """
-        try:
-            key = DATASETS.canonical(dataset)
-        except RegistryError:
-            key = str(dataset).lower()
-        return dict(_DATASET_PARAMS.get(key, {}))
+        return dict(_DATASET_PARAMS.get(dataset_key(dataset), {}))
 
     def setup(self, data: TrainData, rng: Rng) -> None:
         p = self.p
@@ -593,8 +589,9 @@ class RSHNL(HashingMethod):
         image, text, labels = data.image.float(), data.text.float(), data.labels.float()
         weights = torch.ones(data.n, device=data.device)
         ell = torch.zeros(data.n, device=data.device)
-        sums = torch.zeros(len(self.LOSS_KEYS), device=data.device)
-        batches = 0
+        self.img_net.train()
+        self.txt_net.train()
+        means = LossMeans(self.LOSS_KEYS, data.device)
         with log.timer("train", data.device):
             for idx in iter_batches(data.n, p.batch_size, self._batch_gen, data.device):
                 terms = rshnl_loss(
@@ -614,20 +611,12 @@ class RSHNL(HashingMethod):
                 self._opt.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 self._opt.step()
-                sums += torch.stack([terms[k].detach() for k in self.LOSS_KEYS])
+                means.add(terms)
                 weights[idx] = terms["weights"].to(weights.dtype)
                 ell[idx] = terms["sample_loss"].to(ell.dtype)
-                batches += 1
-        log.losses.update(zip(self.LOSS_KEYS, (sums / max(batches, 1)).tolist()))
+        log.losses.update(means.means())
         w = weights.cpu().numpy().astype(np.float64)
         log.weights, log.sample_loss = w, ell.cpu().numpy().astype(np.float64)
         log.values["gamma"] = self.gamma_
         log.values["zero_weight_fraction"] = float((w == 0).mean()) if w.size else 0.0
         return log
-
-    # ---------------------------------------------------------------- inference
-    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
-        return self.img_net(x.float())
-
-    def encode_text(self, x: torch.Tensor) -> torch.Tensor:
-        return self.txt_net(x.float())

@@ -49,12 +49,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from nrchbench.errors import RegistryError
-from nrchbench.methods._common import iter_batches, mlp
+from nrchbench.methods._common import LossMeans, TwoNetEncoder, dataset_key, hash_heads, iter_batches
 from nrchbench.methods.base import EpochLog, HashingMethod, Rng, TrainData
-from nrchbench.methods.nrch import _HashHead
 from nrchbench.params import Params
-from nrchbench.registry import DATASETS, METHODS
+from nrchbench.registry import METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -379,7 +377,7 @@ class SCBCHParams(Params):
 
 
 @METHODS.register("scbch")
-class SCBCH(HashingMethod):
+class SCBCH(TwoNetEncoder, HashingMethod):
     """SCBCH: Jaccard-weighted bidirectional contrastive hashing + k-NN-weighted classifier.
 
     Parameters: :class:`SCBCHParams` (defaults = the official code); per-dataset margin and
@@ -416,19 +414,16 @@ class SCBCH(HashingMethod):
     def dataset_params(cls, dataset: str) -> dict[str, Any]:
         """The official margin/shift of MIRFlickr, NUS-WIDE, MS-COCO and IAPR TC-12
         (train.py:501–531); every other dataset gets the defaults (0.2 / 1.0)."""
-        try:
-            key = DATASETS.canonical(dataset)
-        except RegistryError:
-            key = str(dataset).lower()
-        return dict(DATASET_PARAMS.get(key, {}))
+        return dict(DATASET_PARAMS.get(dataset_key(dataset), {}))
 
     # ---------------------------------------------------------------- training
     def setup(self, data: TrainData, rng: Rng) -> None:
         """Nets, W_u, W_v (one generator, the code's order) and the two Adam optimisers."""
         p = self.p
         gen = rng.torch("init")
-        img = _HashHead(mlp(data.image.shape[1], p.hidden, self.bits, p.image_layers, gen))
-        txt = _HashHead(mlp(data.text.shape[1], p.hidden, self.bits, p.text_layers, gen))
+        img, txt = hash_heads(
+            data.image.shape[1], data.text.shape[1], p.hidden, self.bits, p.image_layers, p.text_layers, gen
+        )
         W_u = torch.empty(self.bits, data.num_classes)
         W_v = torch.empty(self.bits, data.num_classes)
         nn.init.orthogonal_(W_u, gain=1.0, generator=gen)
@@ -469,8 +464,7 @@ class SCBCH(HashingMethod):
         image, text = data.image.to(torch.float32), data.text.to(torch.float32)
         self.img_net.train()
         self.txt_net.train()
-        sums = torch.zeros(len(self.LOSS_KEYS), device=data.device)
-        batches = 0
+        means = LossMeans(self.LOSS_KEYS, data.device)
         with log.timer("train", data.device):
             for idx in iter_batches(data.n, p.batch_size, self._batch_gen, data.device):
                 terms = scbch_batch_loss(
@@ -492,17 +486,6 @@ class SCBCH(HashingMethod):
                 terms["loss"].backward()
                 self._opt_img.step()
                 self._opt_txt.step()
-                sums += torch.stack([terms[key].detach() for key in self.LOSS_KEYS])
-                batches += 1
-        if batches:
-            log.losses.update(zip(self.LOSS_KEYS, (sums / batches).tolist()))
+                means.add(terms)
+        log.losses.update(means.means())
         return log
-
-    # ---------------------------------------------------------------- inference
-    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
-        self.img_net.eval()
-        return self.img_net(x.to(torch.float32))
-
-    def encode_text(self, x: torch.Tensor) -> torch.Tensor:
-        self.txt_net.eval()
-        return self.txt_net(x.to(torch.float32))

@@ -47,12 +47,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from nrchbench.errors import RegistryError
-from nrchbench.methods._common import iter_batches, mlp
+from nrchbench.methods._common import LossMeans, TwoNetEncoder, dataset_key, hash_heads, iter_batches, set_lr
 from nrchbench.methods.base import EpochLog, HashingMethod, Rng, TrainData
-from nrchbench.methods.nrch import _HashHead
 from nrchbench.params import Params
-from nrchbench.registry import DATASETS, METHODS
+from nrchbench.registry import METHODS
 
 __all__ = [
     "MEMORY_INITS",
@@ -341,7 +339,7 @@ class UCCHParams(Params):
 
 
 @METHODS.register("ucch")
-class UCCH(HashingMethod):
+class UCCH(TwoNetEncoder, HashingMethod):
     """UCCH: unsupervised contrastive hashing with a sign-key memory bank and a ranking loss.
 
     Parameters: :class:`UCCHParams`. No per-dataset values were published except the README's
@@ -378,19 +376,16 @@ class UCCH(HashingMethod):
         """The README's MIRFlickr feature command (α 0.7, s 0.1): the only published per-dataset
         values (the paper tunes α per dataset without printing it); every other dataset gets
         the defaults, which are the same values."""
-        try:
-            key = DATASETS.canonical(dataset)
-        except RegistryError:
-            key = str(dataset).lower()
-        return {"alpha": 0.7, "shift": 0.1} if key == "mirflickr" else {}
+        return {"alpha": 0.7, "shift": 0.1} if dataset_key(dataset) == "mirflickr" else {}
 
     # ---------------------------------------------------------------- training
     def setup(self, data: TrainData, rng: Rng) -> None:
         """Nets (image, then text, one generator), the Adam optimiser and the memory bank."""
         p = self.p
         gen = rng.torch("init")
-        img = _HashHead(mlp(data.image.shape[1], p.hidden, self.bits, p.image_layers, gen))
-        txt = _HashHead(mlp(data.text.shape[1], p.hidden, self.bits, p.text_layers, gen))
+        img, txt = hash_heads(
+            data.image.shape[1], data.text.shape[1], p.hidden, self.bits, p.image_layers, p.text_layers, gen
+        )
         self.img_net = img.to(data.device)
         self.txt_net = txt.to(data.device)
         self._params = [*self.img_net.parameters(), *self.txt_net.parameters()]
@@ -405,8 +400,7 @@ class UCCH(HashingMethod):
         p = self.p
         log = EpochLog(epoch)
         lr = learning_rate(epoch, p.lr, p.lr_milestones, p.lr_gamma)
-        for group in self._opt.param_groups:
-            group["lr"] = lr
+        set_lr(self._opt, lr)
         # The code takes in-batch keys whenever its effective δ is ≤ 0: in warm-up, and always
         # when δ = 0 is configured (NCEAverage.py:45).
         warmup = epoch < p.warmup_epochs or p.momentum <= 0
@@ -415,8 +409,7 @@ class UCCH(HashingMethod):
         keys_before = self.memory_.sign()
         self.img_net.train()
         self.txt_net.train()
-        sums = torch.zeros(len(self.LOSS_KEYS), device=data.device)
-        batches = 0
+        means = LossMeans(self.LOSS_KEYS, data.device)
         with log.timer("train", data.device):
             for idx in iter_batches(data.n, self._bs, self._batch_gen, data.device):
                 if p.drop_last and idx.numel() < self._bs:
@@ -442,19 +435,8 @@ class UCCH(HashingMethod):
                 terms["loss"].backward()
                 torch.nn.utils.clip_grad_norm_(self._params, p.clip_norm)
                 self._opt.step()
-                sums += torch.stack([terms[key].detach() for key in self.LOSS_KEYS])
-                batches += 1
-        if batches:
-            log.losses.update(zip(self.LOSS_KEYS, (sums / batches).tolist()))
+                means.add(terms)
+        log.losses.update(means.means())
         log.values["lr"] = lr
         log.values["memory_flips"] = float((self.memory_.sign() != keys_before).float().mean())
         return log
-
-    # ---------------------------------------------------------------- inference
-    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
-        self.img_net.eval()
-        return self.img_net(x.to(torch.float32))
-
-    def encode_text(self, x: torch.Tensor) -> torch.Tensor:
-        self.txt_net.eval()
-        return self.txt_net(x.to(torch.float32))
