@@ -29,6 +29,7 @@ __all__ = [
     "iter_batches",
     "linear",
     "mlp",
+    "optimizer_step",
     "reset_linear_",
     "set_lr",
 ]
@@ -176,6 +177,23 @@ class LossMeans:
         if not self.batches:
             return {}
         return dict(zip(self.keys, (self.sums / self.batches).tolist()))
+
+
+def optimizer_step(
+    loss: torch.Tensor,
+    *optimizers: torch.optim.Optimizer,
+    clip: tuple[list[torch.Tensor], float] | None = None,
+) -> None:
+    """One update: ``zero_grad`` on every optimiser, ``loss.backward()``, with ``clip =
+    (params, max_norm)`` a clip of those parameters' total gradient norm, then every
+    optimiser's ``step``, in the order given."""
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(clip[0], clip[1])
+    for opt in optimizers:
+        opt.step()
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -83,7 +83,7 @@ from pydantic import Field
 from torch import nn
 
 from nrchbench.errors import RunFailed
-from nrchbench.methods._common import ImageHead, image_head, mlp
+from nrchbench.methods._common import ImageHead, image_head, mlp, optimizer_step
 from nrchbench.methods.base import EpochLog, HashingMethod, Rng, Step, StepPlan, StepView, TrainData, apply_plan
 from nrchbench.methods.dcmh_losses import (
     LR_SCHEDULES,
@@ -318,9 +318,7 @@ class DCMH(HashingMethod):
         loss = (nll + gamma * quant + eta * bal) / norm
         if extra is not None:
             loss = loss + extra
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        optimizer_step(loss, opt)
         own[idx] = out.detach()
         self._totals += torch.stack([nll.detach(), quant.detach(), bal.detach()]) / norm
         self._steps += 1

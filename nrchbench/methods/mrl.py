@@ -53,7 +53,15 @@ from pydantic import Field
 from torch import nn
 
 from nrchbench.errors import ConfigError
-from nrchbench.methods._common import LossMeans, TwoNetEncoder, dataset_key, hash_heads, iter_batches, set_lr
+from nrchbench.methods._common import (
+    LossMeans,
+    TwoNetEncoder,
+    dataset_key,
+    hash_heads,
+    iter_batches,
+    optimizer_step,
+    set_lr,
+)
 from nrchbench.methods.base import EpochLog, HashingMethod, Rng, TrainData
 from nrchbench.methods.mrl_losses import (
     CentreInit,
@@ -188,9 +196,7 @@ class MRL(TwoNetEncoder, HashingMethod):
                     eps=p.eps,
                     self_similarity=p.self_similarity,
                 )
-                self._opt.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                self._opt.step()
+                optimizer_step(terms["loss"], self._opt)
                 means.add(terms)
                 rc[idx] = terms["sample_loss"].to(rc.dtype)
         log.losses.update(means.means())

@@ -37,7 +37,7 @@ from pydantic import Field
 from torch import nn
 
 from nrchbench.errors import RunFailed
-from nrchbench.methods._common import HashHead, LossMeans, hash_heads, iter_batches
+from nrchbench.methods._common import HashHead, LossMeans, hash_heads, iter_batches, optimizer_step
 from nrchbench.methods.base import (
     EpochLog,
     HashingMethod,
@@ -274,11 +274,7 @@ class NRCH(HashingMethod):
             return
         terms = nrch_batch_loss(h, g, self.W, y, self._pd, weights)
         loss = terms["loss"] if extra is None else terms["loss"] + extra
-        self._opt_img.zero_grad(set_to_none=True)
-        self._opt_txt.zero_grad(set_to_none=True)
-        loss.backward()
-        self._opt_img.step()
-        self._opt_txt.step()
+        optimizer_step(loss, self._opt_img, self._opt_txt)
         self._means.add(terms)
 
     def end_epoch(self, epoch: int, data: TrainData, log: EpochLog) -> None:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
-from nrchbench.methods._common import LossMeans, TwoNetEncoder, dataset_key, iter_batches, linear
+from nrchbench.methods._common import LossMeans, TwoNetEncoder, dataset_key, iter_batches, linear, optimizer_step
 from nrchbench.methods.base import EpochLog, HashingMethod, Rng, TrainData
 from nrchbench.methods.rshnl_losses import (
     GAMMA_RATIO,
@@ -223,9 +223,7 @@ class RSHNL(TwoNetEncoder, HashingMethod):
                     tau=p.tau,
                     self_paced=p.self_paced,
                 )
-                self._opt.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                self._opt.step()
+                optimizer_step(terms["loss"], self._opt)
                 means.add(terms)
                 weights[idx] = terms["weights"].to(weights.dtype)
                 ell[idx] = terms["sample_loss"].to(ell.dtype)

@@ -48,7 +48,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from nrchbench.methods._common import LossMeans, TwoNetEncoder, dataset_key, hash_heads, iter_batches
+from nrchbench.methods._common import LossMeans, TwoNetEncoder, dataset_key, hash_heads, iter_batches, optimizer_step
 from nrchbench.methods.base import EpochLog, HashingMethod, Rng, TrainData
 from nrchbench.methods.scbch_losses import (
     KNN_CHUNK,
@@ -222,11 +222,7 @@ class SCBCH(TwoNetEncoder, HashingMethod):
                     beta=p.beta,
                     lambda_cls=p.lambda_cls,
                 )
-                self._opt_img.zero_grad(set_to_none=True)
-                self._opt_txt.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                self._opt_img.step()
-                self._opt_txt.step()
+                optimizer_step(terms["loss"], self._opt_img, self._opt_txt)
                 means.add(terms)
         log.losses.update(means.means())
         return log

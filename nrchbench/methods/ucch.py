@@ -44,7 +44,15 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field
 
-from nrchbench.methods._common import LossMeans, TwoNetEncoder, dataset_key, hash_heads, iter_batches, set_lr
+from nrchbench.methods._common import (
+    LossMeans,
+    TwoNetEncoder,
+    dataset_key,
+    hash_heads,
+    iter_batches,
+    optimizer_step,
+    set_lr,
+)
 from nrchbench.methods.base import EpochLog, HashingMethod, Rng, TrainData
 from nrchbench.methods.ucch_losses import (
     MEMORY_INITS,
@@ -198,10 +206,7 @@ class UCCH(TwoNetEncoder, HashingMethod):
                 )
                 # The code updates the bank inside the forward, after reading the keys.
                 self.memory_[idx] = updated_memory(self.memory_[idx], h, g, momentum, p.memory_update)
-                self._opt.zero_grad(set_to_none=True)
-                terms["loss"].backward()
-                torch.nn.utils.clip_grad_norm_(self._params, p.clip_norm)
-                self._opt.step()
+                optimizer_step(terms["loss"], self._opt, clip=(self._params, p.clip_norm))
                 means.add(terms)
         log.losses.update(means.means())
         log.values["lr"] = lr
