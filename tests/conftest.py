@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -64,13 +64,52 @@ def toy_plugins():
     forget_toy_plugins()
 
 
+@pytest.fixture(scope="module")
+def mock():
+    """The bundled mock dataset (:func:`nrchbench.testing.mock_data`), once per module."""
+    from nrchbench.testing import mock_data
+
+    return mock_data()
+
+
 # ----------------------------------------------------------------- helpers of the method tests
-# Plain functions (``from conftest import ...``), shared by test_dcmh.py and test_djsrh.py.
+# Plain functions (``from conftest import ...``), shared by the method tests.
 def rand64(*shape: int, seed: int = 0) -> torch.Tensor:
     """Standard-normal float64 tensor from its own seeded generator."""
     import torch
 
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """Rows divided by their L2 norms (written out, as the naive references want it)."""
+    return x / x.norm(dim=1, keepdim=True)
+
+
+def unit_outputs(
+    n: int, L: int, seed: int = 0, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two n×L float64 blocks of unit-norm tanh outputs, as the hash heads produce them: drawn
+    from ``generator`` (which then continues) or from a fresh one seeded with ``seed``."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed) if generator is None else generator
+    h = unit_rows(torch.randn(n, L, generator=g, dtype=torch.float64).tanh())
+    return h, unit_rows(torch.randn(n, L, generator=g, dtype=torch.float64).tanh())
+
+
+def tiny_run(method: str, **spec: Any):
+    """One runner-level ``tiny`` run of ``method`` at 16 bits on the :data:`SMALL` synthetic set
+    (CPU); ``spec`` adds :func:`~nrchbench.spec.resolve_spec` arguments (``noise_rate``, ...)."""
+    from nrchbench.runner import run
+    from nrchbench.spec import resolve_spec
+
+    return run(resolve_spec(method, bits=16, preset="tiny", dataset_options=SMALL, device="cpu", **spec))
+
+
+def dot(a, b) -> float:
+    """Σ_k a_k·b_k as a plain Python loop over floats (the naive references' inner product)."""
+    return sum(float(x) * float(z) for x, z in zip(a, b))
 
 
 def synthetic_multilabel(n: int, seed: int, c: int = 6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from conftest import dot, tiny_run, unit_outputs
 from torch import nn
 
 import nrchbench.methods.mrl as mrl_module
@@ -24,22 +25,14 @@ from nrchbench.methods.mrl import (
     normalise_centres,
     rc_loss,
 )
-from nrchbench.runner import run
-from nrchbench.spec import resolve_spec
-from nrchbench.testing import mock_data
 
 torch.set_num_threads(1)
 F64 = torch.float64
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=1, keepdim=True)
-
-
 def _inputs(n=6, L=5, K=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    z1 = _unit(torch.randn(n, L, generator=g, dtype=F64).tanh())
-    z2 = _unit(torch.randn(n, L, generator=g, dtype=F64).tanh())
+    z1, z2 = unit_outputs(n, L, generator=g)
     c = torch.randn(L, K, generator=g, dtype=F64)
     c = c / c.norm(dim=0, keepdim=True)
     y = (torch.rand(n, K, generator=g, dtype=F64) < 0.4).to(F64)
@@ -47,10 +40,6 @@ def _inputs(n=6, L=5, K=4, seed=0):
     y[0, 1] = 1.0  # single-label row
     y[1] = 0.0  # empty row
     return z1, z2, c, y
-
-
-def _dot(a, b):
-    return sum(x * y for x, y in zip(a, b))
 
 
 # ----------------------------------------------------------------------------- centres
@@ -104,7 +93,7 @@ def test_rc_loss_naive(tau, eps):
     got = rc_loss(z, c, y, tau, eps)
     n, K = y.shape
     for i in range(n):
-        logits = [_dot(z[i].tolist(), c[:, k].tolist()) / tau for k in range(K)]
+        logits = [dot(z[i].tolist(), c[:, k].tolist()) / tau for k in range(K)]
         den = sum(math.exp(v) for v in logits)
         p = [math.exp(v) / den for v in logits]
         p_y = sum(y[i, k].item() * p[k] for k in range(K))
@@ -130,7 +119,7 @@ def _naive_mc(z1, z2, tau, keep):
     total = 0.0
     for k in range(2 * n):
         kp = k + n if k < n else k - n
-        e = [math.exp(_dot(a[k], a[m]) / tau) for m in range(2 * n)]
+        e = [math.exp(dot(a[k], a[m]) / tau) for m in range(2 * n)]
         if keep:  # paper eq. 6: Σ_modalities of the instance over Σ_all, self included
             p = (e[k] + e[kp]) / sum(e)
         else:  # the code: self-similarity zeroed
@@ -209,11 +198,6 @@ def test_presets_and_official_per_dataset_values():
     assert (fast["hidden"], fast["epochs"]) == (1024, 30)
 
 
-@pytest.fixture(scope="module")
-def mock():
-    return mock_data()
-
-
 def test_epoch_log_terms_schedule_and_normalised_centres(mock, monkeypatch):
     norms = []
     real = mrl_module.mrl_loss
@@ -259,10 +243,7 @@ def test_without_tanh_outputs_are_unit_rows(mock):
 
 
 def test_runner_end_to_end_above_chance():
-    spec = resolve_spec(
-        "mrl", preset="tiny", bits=16, dataset_options={"n": 600, "image_dim": 64, "text_dim": 200}, device="cpu"
-    )
-    rec = run(spec)
+    rec = tiny_run("mrl")
     assert rec.status == "ok"
     # MRL's single-label losses on 24-class multi-label data at 16 bits (K > L) learn little in
     # seconds: measured 0.368/0.369 vs chance 0.348 (zscore inputs), 0.384/0.383 as given

@@ -12,6 +12,7 @@ import pytest
 
 from nrchbench.errors import ConfigError, DataError, RegistryError
 from nrchbench.noise import NOISE, NoisyLabels, apply, base, models
+from nrchbench.noise import report as noise_report
 from nrchbench.params import Params
 
 BUILTIN = ("nrch", "symmetric", "asymmetric", "bitflip")
@@ -276,8 +277,8 @@ def test_pairs_estimate_for_large_n(monkeypatch):
     out = apply("symmetric", y, 0.5, 0)
     exact = out.report["frac_pairs_changed"]
     assert exact == pytest.approx(dense_pairs_changed(y, out.labels), rel=1e-12)
-    monkeypatch.setattr(base, "EXACT_PAIRS_MAX_N", 100)
-    monkeypatch.setattr(base, "PAIR_SAMPLES", 200_000)
+    monkeypatch.setattr(noise_report, "EXACT_PAIRS_MAX_N", 100)
+    monkeypatch.setattr(noise_report, "PAIR_SAMPLES", 200_000)
     est = apply("symmetric", y, 0.5, 0).report
     assert est["pairs_estimated"] is True and est["pairs_sampled"] == 200_000
     assert abs(est["frac_pairs_changed"] - exact) < 5 * est["frac_pairs_changed_se"] + 1e-3
@@ -958,8 +959,8 @@ def test_pairs_on_mirflickr_and_nesting_at_odd_counts(mirflickr):
 def test_pairs_report_estimate_and_count_errors(monkeypatch):
     y = multi_label(600, 8, seed=4)
     exact = apply("pairs", y, 0.5, 0).report["frac_pairs_changed"]
-    monkeypatch.setattr(base, "EXACT_PAIRS_MAX_N", 100)
-    monkeypatch.setattr(base, "PAIR_SAMPLES", 200_000)
+    monkeypatch.setattr(noise_report, "EXACT_PAIRS_MAX_N", 100)
+    monkeypatch.setattr(noise_report, "PAIR_SAMPLES", 200_000)
     est = apply("pairs", y, 0.5, 0).report
     assert est["pairs_estimated"] is True
     assert abs(est["frac_pairs_changed"] - exact) < 5 * est["frac_pairs_changed_se"] + 1e-3

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_run, unit_outputs, unit_rows
 
 from nrchbench.errors import ConfigError
 from nrchbench.methods import create_method
@@ -30,24 +31,16 @@ from nrchbench.methods.rshnl import (
     self_paced_loss,
     self_paced_weights,
 )
-from nrchbench.runner import run
-from nrchbench.spec import resolve_spec
-from nrchbench.testing import mock_data
 
 torch.set_num_threads(1)
 F64 = torch.float64
 
 
 # ----------------------------------------------------------------------------- helpers
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=1, keepdim=True)
-
-
 def _inputs(n=6, L=5, C=4, seed=0, multi=True):
     g = torch.Generator().manual_seed(seed)
-    h = _unit(torch.randn(n, L, generator=g, dtype=F64).tanh())
-    t = _unit(torch.randn(n, L, generator=g, dtype=F64).tanh())
-    w = _unit(torch.randn(C, L, generator=g, dtype=F64).tanh())
+    h, t = unit_outputs(n, L, generator=g)
+    w = unit_rows(torch.randn(C, L, generator=g, dtype=F64).tanh())
     if multi:
         y = (torch.rand(n, C, generator=g, dtype=F64) < 0.4).to(F64)
         y[0] = 0.0  # a row without labels
@@ -72,7 +65,7 @@ def _posterior(z, w, i, T=1.0):
 def _simplex(C: int, L: int) -> torch.Tensor:
     """C unit centres with pairwise cosine −1/(C−1), embedded in R^L (L ≥ C)."""
     m = torch.eye(C, dtype=F64) - 1.0 / C
-    w = _unit(m)
+    w = unit_rows(m)
     return torch.cat([w, torch.zeros(C, L - C, dtype=F64)], dim=1)
 
 
@@ -243,7 +236,7 @@ def test_loss_floor_multi_label_symmetric_point(C, k):
     y = torch.zeros(3, C, dtype=F64)
     for r, start in enumerate((0, 1, 3)):
         y[r, [(start + j) % C for j in range(k)]] = 1.0
-    z = _unit(y @ w)  # the normalised mean of the positive centres
+    z = unit_rows(y @ w)  # the normalised mean of the positive centres
     got = cal_loss(z, z, w, y)
     assert torch.allclose(got, torch.full((3,), loss_floor(C, C + 1, k), dtype=F64), rtol=1e-12)
 
@@ -277,7 +270,7 @@ def test_loss_floor_below_simplex_dimension_matches_an_optimised_frame():
     opt = torch.optim.Adam([W, Z], lr=0.1)
     y = torch.eye(C, dtype=F64)
     for _ in range(150):
-        wn, zn = _unit(W), _unit(Z)
+        wn, zn = unit_rows(W), unit_rows(Z)
         loss = cal_loss(zn, zn, wn, y).mean()
         opt.zero_grad()
         loss.backward()
@@ -376,11 +369,6 @@ def _fit_logs(data: TrainData, **params):
     return m, logs
 
 
-@pytest.fixture(scope="module")
-def mock():
-    return mock_data()
-
-
 def test_epoch_log_weights_are_the_self_paced_weights_of_every_row(mock):
     data = mock.train
     m, logs = _fit_logs(data)
@@ -428,10 +416,7 @@ def test_rows_without_labels_train_and_get_weight_zero(mock):
 
 
 def test_runner_end_to_end_above_chance():
-    spec = resolve_spec(
-        "rshnl", preset="tiny", bits=16, dataset_options={"n": 600, "image_dim": 64, "text_dim": 200}, device="cpu"
-    )
-    rec = run(spec)
+    rec = tiny_run("rshnl")
     assert rec.status == "ok"
     for direction in ("i2t", "t2i"):
         assert rec.metrics[direction]["map"] > rec.metrics[direction]["chance"] + 0.02

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import SMALL
+from conftest import dot, tiny_run, unit_outputs, unit_rows
 
 from nrchbench.methods import create_method, scbch
 from nrchbench.methods.base import Rng
@@ -23,8 +23,6 @@ from nrchbench.methods.scbch import (
     quantization_loss,
     scbch_batch_loss,
 )
-from nrchbench.runner import run
-from nrchbench.spec import resolve_spec
 from nrchbench.testing import mock_data
 
 torch.set_num_threads(1)
@@ -32,18 +30,6 @@ F64 = torch.float64
 
 
 # ----------------------------------------------------------------------------- inputs
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=1, keepdim=True)
-
-
-def _outputs(n: int, L: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unit rows of tanh outputs, as the hash heads produce."""
-    g = torch.Generator().manual_seed(seed)
-    u = _unit(torch.randn(n, L, generator=g, dtype=F64).tanh())
-    v = _unit(torch.randn(n, L, generator=g, dtype=F64).tanh())
-    return u, v
-
-
 def _labels(n: int, C: int, seed: int, p: float = 0.35) -> torch.Tensor:
     """Random multi-hot labels with an empty row (index 1) and a duplicate of row 0 (index 2)."""
     g = torch.Generator().manual_seed(seed + 1000)
@@ -57,10 +43,6 @@ def _labels(n: int, C: int, seed: int, p: float = 0.35) -> torch.Tensor:
 def _jac(y: torch.Tensor, i: int, j: int) -> float:
     inter = sum(float(y[i, c]) * float(y[j, c]) for c in range(y.shape[1]))
     return inter / (float(y[i].sum()) + float(y[j].sum()) - inter + 1e-8)
-
-
-def _dot(a: torch.Tensor, b: torch.Tensor) -> float:
-    return sum(float(x) * float(z) for x, z in zip(a, b))
 
 
 # ----------------------------------------------------------------------------- Jaccard
@@ -78,7 +60,7 @@ def test_jaccard_equals_loop():
 def _naive_con(u, v, y, m, s, tau):
     """PEERS.md §2.3 L_con with explicit loops."""
     n = u.shape[0]
-    S = [[_dot(u[i], v[j]) for j in range(n)] for i in range(n)]
+    S = [[dot(u[i], v[j]) for j in range(n)] for i in range(n)]
     exps = pull = 0.0
     for i in range(n):
         for j in range(n):
@@ -98,7 +80,7 @@ def _naive_con(u, v, y, m, s, tau):
     ("m", "s", "tau"), [(0.2, 1.0, 1.0), (0.15, 0.8, 1.0), (0.3, 1.2, 0.5), (0.0, 0.0, 1.0), (2.0, 1.0, 1.0)]
 )
 def test_contrastive_equals_loop(m, s, tau):
-    u, v = _outputs(8, 6, 1)
+    u, v = unit_outputs(8, 6, 1)
     y = _labels(8, 4, 1)
     got = bidirectional_contrastive_loss(u, v, y, margin=m, shift=s, tau=tau)
     assert got.item() == pytest.approx(_naive_con(u, v, y, m, s, tau), rel=1e-12, abs=1e-12)
@@ -106,7 +88,7 @@ def test_contrastive_equals_loop(m, s, tau):
 
 def test_contrastive_column_mask_is_relative_to_the_column_diagonal():
     """With S_ii ≫ S_jj the row and column masks differ; a row-only reading gives another value."""
-    u, v = _outputs(6, 5, 2)
+    u, v = unit_outputs(6, 5, 2)
     y = _labels(6, 3, 2)
     u = u.clone()
     u[0] = v[0]  # S_00 = 1: row 0's negatives are all "easy", column 0's are not
@@ -118,7 +100,7 @@ def test_contrastive_column_mask_is_relative_to_the_column_diagonal():
 
 
 def test_contrastive_gradient_reaches_both_modalities():
-    u, v = _outputs(5, 4, 3)
+    u, v = unit_outputs(5, 4, 3)
     u.requires_grad_(True)
     v.requires_grad_(True)
     bidirectional_contrastive_loss(u, v, _labels(5, 3, 3)).backward()
@@ -128,7 +110,7 @@ def test_contrastive_gradient_reaches_both_modalities():
 
 # ----------------------------------------------------------------------------- L_q, L_cls
 def test_quantization_equals_loop():
-    u, v = _outputs(7, 5, 4)
+    u, v = unit_outputs(7, 5, 4)
     u = u.clone()
     u[0, 0] = 0.0  # sign(0) = 0: the entry costs 0
 
@@ -149,7 +131,7 @@ def _bce(p: float, y: float) -> float:
 @pytest.mark.parametrize("weighted", [False, True])
 def test_classification_equals_loop(weighted):
     n, L, C = 6, 5, 4
-    u, v = _outputs(n, L, 5)
+    u, v = unit_outputs(n, L, 5)
     g = torch.Generator().manual_seed(5)
     W_u = torch.randn(L, C, generator=g, dtype=F64)
     W_v = torch.randn(L, C, generator=g, dtype=F64)
@@ -166,12 +148,12 @@ def test_classification_equals_loop(weighted):
     assert classification_loss(p_u, p_v, y, w).item() == pytest.approx(naive / n, rel=1e-12)
     for i in range(n):
         for c in range(C):
-            assert float(p_v[i, c]) == pytest.approx(1 / (1 + math.exp(-_dot(v[i], W_v[:, c]))), rel=1e-13)
+            assert float(p_v[i, c]) == pytest.approx(1 / (1 + math.exp(-dot(v[i], W_v[:, c]))), rel=1e-13)
 
 
 def test_batch_loss_combines_terms_and_trains_the_hash_nets():
     n, L, C = 6, 8, 3
-    u, v = _outputs(n, L, 6)
+    u, v = unit_outputs(n, L, 6)
     u.requires_grad_(True)
     g = torch.Generator().manual_seed(6)
     W_u = torch.randn(L, C, generator=g, dtype=F64, requires_grad=True)
@@ -192,8 +174,8 @@ def test_batch_loss_combines_terms_and_trains_the_hash_nets():
 def _naive_weights(u, v, y, k, gamma, clamp):
     """PEERS.md §2.4 with loops: returns (weights, rows with a top-k sum ≤ 0)."""
     n = u.shape[0]
-    uh, vh = _unit(u), _unit(v)
-    A = [[0.0 if i == j else 0.5 * (_dot(uh[i], uh[j]) + _dot(vh[i], vh[j])) for j in range(n)] for i in range(n)]
+    uh, vh = unit_rows(u), unit_rows(v)
+    A = [[0.0 if i == j else 0.5 * (dot(uh[i], uh[j]) + dot(vh[i], vh[j])) for j in range(n)] for i in range(n)]
     k = min(k, n)
     out, bad = [], 0
     for i in range(n):
@@ -216,7 +198,7 @@ def _naive_weights(u, v, y, k, gamma, clamp):
 @pytest.mark.parametrize(("k", "chunk"), [(3, 2048), (5, 1), (4, 3), (40, 7)])
 def test_knn_weights_equal_loop(k, chunk, clamp):
     n = 17
-    u, v = _outputs(n, 6, 7)
+    u, v = unit_outputs(n, 6, 7)
     y = _labels(n, 5, 7)
     got = knn_agreement_weights(u, v, y, k=k, gamma=0.5, clamp_sim=clamp, chunk_size=chunk)
     want, bad = _naive_weights(u, v, y, k, 0.5, clamp)
@@ -226,7 +208,7 @@ def test_knn_weights_equal_loop(k, chunk, clamp):
 
 
 def test_knn_weights_chunking_does_not_change_the_result():
-    u, v = _outputs(50, 8, 8)
+    u, v = unit_outputs(50, 8, 8)
     y = _labels(50, 6, 8)
     full = knn_agreement_weights(u, v, y, k=5, chunk_size=10_000).weights
     for chunk in (1, 7, 49):
@@ -244,7 +226,7 @@ def test_knn_weights_never_hold_the_full_matrix(monkeypatch):
         return real_topk(x, *args, **kwargs)
 
     monkeypatch.setattr(scbch.torch, "topk", spy)
-    u, v = _outputs(30, 4, 9)
+    u, v = unit_outputs(30, 4, 9)
     knn_agreement_weights(u, v, _labels(30, 3, 9), k=4, chunk_size=8)
     assert seen == [(8, 30), (8, 30), (8, 30), (6, 30)]
 
@@ -275,7 +257,7 @@ def test_knn_weights_edge_cases():
 
 
 def test_knn_weights_of_an_agreeing_neighbourhood_are_one():
-    u, v = _outputs(12, 5, 10)
+    u, v = unit_outputs(12, 5, 10)
     y = torch.zeros(12, 2, dtype=F64)
     y[:, 0] = 1  # every row has the same label: the vote is that label
     w = knn_agreement_weights(u, v, y, k=4, clamp_sim=True).weights
@@ -283,7 +265,7 @@ def test_knn_weights_of_an_agreeing_neighbourhood_are_one():
 
 
 def test_knn_weights_reject_bad_input():
-    u, v = _outputs(5, 3, 11)
+    u, v = unit_outputs(5, 3, 11)
     with pytest.raises(ValueError, match="same rows"):
         knn_agreement_weights(u, v[:4], _labels(5, 3, 11))
     with pytest.raises(ValueError, match="k and chunk_size"):
@@ -291,7 +273,7 @@ def test_knn_weights_reject_bad_input():
 
 
 def test_knn_weights_report_the_agreement_they_map():
-    u, v = _outputs(25, 6, 12)
+    u, v = unit_outputs(25, 6, 12)
     y = _labels(25, 4, 12)
     out = knn_agreement_weights(u, v, y, k=4, gamma=0.3)
     torch.testing.assert_close(out.weights, 0.3 + 0.7 * out.agreement, rtol=0, atol=1e-15)
@@ -421,15 +403,14 @@ def test_weights_can_be_switched_off_and_clamped():
 
 
 def test_end_to_end_tiny_run_is_above_chance_and_records_weight_diagnostics():
-    spec = resolve_spec("scbch", bits=16, preset="tiny", noise_rate=0.5, dataset_options=SMALL, device="cpu")
-    rec = run(spec)
+    rec = tiny_run("scbch", noise_rate=0.5)
     assert rec.status == "ok"
     d = rec.to_dict()
     for direction in ("i2t", "t2i"):
         assert d["metrics"][direction]["map"] > d["metrics"][direction]["chance"] + 0.02
     h = d["history"]
-    assert len(h) == spec.resolved_params["epochs"]
-    start = spec.resolved_params["weight_start_epoch"]
+    assert len(h) == rec.spec.resolved_params["epochs"]
+    start = rec.spec.resolved_params["weight_start_epoch"]
     assert h[0]["weight_mean_clean"] == h[0]["weight_mean_noisy"] == 1.0
     last = h[-1]
     assert 0.5 <= last["weight_mean_noisy"] <= 1.0 and 0.5 <= last["weight_mean_clean"] <= 1.0

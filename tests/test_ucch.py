@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import SMALL
+from conftest import dot, tiny_run, unit_outputs, unit_rows
 
 from nrchbench.methods import create_method
 from nrchbench.methods.base import Rng, TrainData
@@ -27,26 +27,10 @@ from nrchbench.methods.ucch import (
     updated_memory,
     warmup_contrastive_loss,
 )
-from nrchbench.runner import run
-from nrchbench.spec import resolve_spec
 from nrchbench.testing import mock_data
 
 torch.set_num_threads(1)
 F64 = torch.float64
-
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=1, keepdim=True)
-
-
-def _outputs(n: int, L: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    h = torch.randn(n, L, generator=g, dtype=F64).tanh()
-    return _unit(h), _unit(torch.randn(n, L, generator=g, dtype=F64).tanh())
-
-
-def _dot(a: torch.Tensor, b: torch.Tensor) -> float:
-    return sum(float(x) * float(z) for x, z in zip(a, b))
 
 
 def _sign(t: float) -> float:
@@ -75,8 +59,8 @@ def test_init_memory(init, p_plus):
 @pytest.mark.parametrize("delta", [0.0, 0.4, 0.9])
 def test_updated_memory_code_equals_loop(delta):
     n, L = 5, 6
-    h, g = _outputs(n, L, 1)
-    rows = _unit(torch.randn(n, L, generator=torch.Generator().manual_seed(2), dtype=F64))
+    h, g = unit_outputs(n, L, 1)
+    rows = unit_rows(torch.randn(n, L, generator=torch.Generator().manual_seed(2), dtype=F64))
     got = updated_memory(rows, h, g, delta)
     for i in range(n):
         mean = [(float(h[i, k]) + float(g[i, k])) / 2 for k in range(L)]
@@ -86,11 +70,11 @@ def test_updated_memory_code_equals_loop(delta):
         for k in range(L):
             assert got[i, k].item() == pytest.approx(new[k] / nn_, rel=1e-12, abs=1e-14)
     if delta == 0.0:  # the warm-up: rows become normalise((h+g)/2)
-        torch.testing.assert_close(got, _unit((h + g) / 2))
+        torch.testing.assert_close(got, unit_rows((h + g) / 2))
 
 
 def test_updated_memory_paper_and_bad_switch():
-    h, g = _outputs(4, 3, 3)
+    h, g = unit_outputs(4, 3, 3)
     rows = torch.randn(4, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
     got = updated_memory(rows, h, g, 0.4, memory_update="paper")
     for i in range(4):
@@ -102,7 +86,7 @@ def test_updated_memory_paper_and_bad_switch():
 
 
 def test_updated_memory_carries_no_gradient():
-    h, g = _outputs(3, 4, 5)
+    h, g = unit_outputs(3, 4, 5)
     h.requires_grad_(True)
     assert not updated_memory(torch.ones(3, 4, dtype=F64), h, g, 0.4).requires_grad
 
@@ -122,12 +106,12 @@ def test_draw_negatives_uniform_with_replacement():
 
 # ----------------------------------------------------------------------------- L_c
 def test_key_logits_are_cosines_over_T():
-    h, _ = _outputs(4, 9, 6)
+    h, _ = unit_outputs(4, 9, 6)
     keys = torch.randint(0, 2, (4, 5, 9), generator=torch.Generator().manual_seed(6)).to(F64) * 2 - 1
     got = key_logits(h, keys, 0.9)
     for i in range(4):
         for r in range(5):
-            cos = _dot(keys[i, r], h[i]) / (math.sqrt(_dot(keys[i, r], keys[i, r])) * math.sqrt(_dot(h[i], h[i])))
+            cos = dot(keys[i, r], h[i]) / (math.sqrt(dot(keys[i, r], keys[i, r])) * math.sqrt(dot(h[i], h[i])))
             assert got[i, r].item() == pytest.approx(cos / 0.9, rel=1e-12, abs=1e-14)
 
 
@@ -135,7 +119,7 @@ def test_key_logits_are_cosines_over_T():
 @pytest.mark.parametrize(("L", "K"), [(8, 7), (3, 2)])  # N = 11 ≤ (K+1)·L: products route; else gather
 def test_contrastive_hash_loss_equals_loop(T, L, K):
     n, N = 5, 11
-    h, g = _outputs(n, L, 7)
+    h, g = unit_outputs(n, L, 7)
     memory = torch.randn(N, L, generator=torch.Generator().manual_seed(7), dtype=F64)
     idx = torch.tensor([3, 0, 10, 5, 7])
     neg = draw_negatives(n, K, N, torch.Generator().manual_seed(8))
@@ -154,7 +138,7 @@ def test_contrastive_hash_loss_equals_loop(T, L, K):
 
 @pytest.mark.parametrize("N", [10, 30])  # (K+1)·L = 24: products route, gather route
 def test_contrastive_hash_loss_trains_the_nets_not_the_memory(N):
-    h, g = _outputs(4, 6, 9)
+    h, g = unit_outputs(4, 6, 9)
     h.requires_grad_(True)
     memory = torch.randn(N, 6, dtype=F64, requires_grad=True)
     loss = contrastive_hash_loss(h, g, memory, torch.arange(4), torch.randint(0, N, (4, 3)))
@@ -166,7 +150,7 @@ def test_contrastive_hash_loss_trains_the_nets_not_the_memory(N):
 def test_warmup_loss_equals_loop():
     """Keys of row i: sign((h_j+g_j)/2), own first, then the n − 1 others (the code's order)."""
     n, L, T = 6, 5, 0.9
-    h, g = _outputs(n, L, 10)
+    h, g = unit_outputs(n, L, 10)
     keys = [[_sign((float(h[j, k]) + float(g[j, k])) / 2) for k in range(L)] for j in range(n)]
     naive = 0.0
     for out in (h, g):
@@ -178,7 +162,7 @@ def test_warmup_loss_equals_loop():
 
 
 def test_warmup_keys_carry_no_gradient():
-    h, g = _outputs(5, 4, 11)
+    h, g = unit_outputs(5, 4, 11)
     h.requires_grad_(True)
     (grad,) = torch.autograd.grad(warmup_contrastive_loss(h, g), h)
     # Only the query side: equal to the gradient with the keys given as constants.
@@ -192,7 +176,7 @@ def test_warmup_keys_carry_no_gradient():
 # ----------------------------------------------------------------------------- L_r
 def _naive_ranking(h, g, m, s, tau, clamp_diag=False):
     n = h.shape[0]
-    S = [[_dot(h[i], g[j]) for j in range(n)] for i in range(n)]
+    S = [[dot(h[i], g[j]) for j in range(n)] for i in range(n)]
     total = 0.0
     for transpose in (False, True):  # image anchors over texts, then text anchors over images
         for a in range(n):
@@ -208,14 +192,14 @@ def _naive_ranking(h, g, m, s, tau, clamp_diag=False):
     ("m", "s", "tau"), [(0.2, 1.0, 1.0), (0.2, 0.1, 1.0), (0.0, 0.0, 1.0), (0.5, 2.0, 0.5), (-0.1, 1.0, 1.0)]
 )
 def test_ranking_loss_equals_loop(m, s, tau):
-    h, g = _outputs(7, 6, 12)
+    h, g = unit_outputs(7, 6, 12)
     assert ranking_loss(h, g, margin=m, shift=s, tau=tau).item() == pytest.approx(
         _naive_ranking(h, g, m, s, tau), rel=1e-12
     )
 
 
 def test_ranking_loss_does_not_clamp_the_diagonal():
-    h, g = _outputs(5, 4, 13)
+    h, g = unit_outputs(5, 4, 13)
     g = g.clone()
     g[0] = -h[0]  # S_00 = −1 < 0: a clamp at 0 would change both terms
     got = ranking_loss(h, g, margin=0.2, shift=1.0).item()
@@ -226,7 +210,7 @@ def test_ranking_loss_does_not_clamp_the_diagonal():
 # ----------------------------------------------------------------------------- total
 def test_batch_loss_total_and_warmup_path():
     n, L, N = 6, 8, 20
-    h, g = _outputs(n, L, 14)
+    h, g = unit_outputs(n, L, 14)
     memory = init_memory(N, L, torch.Generator().manual_seed(14)).to(F64)
     idx = torch.tensor([1, 4, 9, 12, 15, 19])
     neg = draw_negatives(n, 30, N, torch.Generator().manual_seed(15))
@@ -374,10 +358,7 @@ def test_codes_are_bit_identical_across_label_matrices():
 
 
 def test_end_to_end_tiny_run_is_above_chance_and_noise_invariant():
-    recs = [
-        run(resolve_spec("ucch", bits=16, preset="tiny", noise_rate=r, dataset_options=SMALL, device="cpu"))
-        for r in (0.2, 0.8)
-    ]
+    recs = [tiny_run("ucch", noise_rate=r) for r in (0.2, 0.8)]
     d = [r.to_dict() for r in recs]
     assert all(r.status == "ok" for r in recs)
     for direction in ("i2t", "t2i"):

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from nrchbench.errors import ConfigError, RegistryError
-from nrchbench.methods._common import ImageHead, image_head, mlp
+from nrchbench.methods._common import ImageHead, image_head, mlp, optimizer_step
 from nrchbench.methods.base import EpochLog, HashingMethod, Rng, TrainData
 from nrchbench.params import Params
 from nrchbench.registry import DATASETS, METHODS
@@ -236,11 +236,7 @@ class DJSRH(HashingMethod):
                 code_i = torch.tanh(alpha * self.img_net(fi))
                 code_t = torch.tanh(alpha * self.txt_net(ft))
                 loss, cross, li, lt = djsrh_loss(code_i, code_t, target, p.lambda1, p.lambda2)
-                self._opt_img.zero_grad(set_to_none=True)
-                self._opt_txt.zero_grad(set_to_none=True)
-                loss.backward()
-                self._opt_img.step()
-                self._opt_txt.step()
+                optimizer_step(loss, self._opt_img, self._opt_txt)
                 totals += torch.stack([cross.detach(), li.detach(), lt.detach()])
         cross, li, lt = (totals / max(steps, 1)).tolist()
         log.losses.update(loss=cross + p.lambda1 * li + p.lambda2 * lt, loss_cross=cross, loss_img=li, loss_txt=lt)

@@ -33,12 +33,11 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
 from nrchbench.errors import RunFailed
-from nrchbench.methods._common import iter_batches, mlp
+from nrchbench.methods._common import HashHead, LossMeans, hash_heads, iter_batches, optimizer_step
 from nrchbench.methods.base import (
     EpochLog,
     HashingMethod,
@@ -91,16 +90,8 @@ DNS_CHUNK = 4096
 PAIR_CHUNK = 2**22
 
 
-# ============================================================================ networks
-class _HashHead(nn.Module):
-    """MLP → tanh → row L2-normalisation (the official ``ImgModule``/``TxtModule``)."""
-
-    def __init__(self, body: nn.Module) -> None:
-        super().__init__()
-        self.fc = body
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.fc(x).tanh(), dim=1)
+# The hash net (MLP → tanh → row L2), kept under its old name for code that imported it.
+_HashHead = HashHead
 
 
 # ============================================================================ methods
@@ -195,8 +186,9 @@ class NRCH(HashingMethod):
     def setup(self, data: TrainData, rng: Rng) -> None:
         p = self.p
         gen = rng.torch("init")
-        img = _HashHead(mlp(data.image.shape[1], p.hidden, self.bits, p.image_layers, gen))
-        txt = _HashHead(mlp(data.text.shape[1], p.hidden, self.bits, p.text_layers, gen))
+        img, txt = hash_heads(
+            data.image.shape[1], data.text.shape[1], p.hidden, self.bits, p.image_layers, p.text_layers, gen
+        )
         W = torch.empty(data.num_classes, self.bits)
         nn.init.orthogonal_(W, gain=1.0, generator=gen)
         self.img_net = img.to(data.device)
@@ -250,8 +242,7 @@ class NRCH(HashingMethod):
             selected = np.asarray(keep, dtype=bool) if selected is None else selected & np.asarray(keep, dtype=bool)
             if log.selected is not None:
                 log.selected = selected
-        self._sums = torch.zeros(len(self.LOSS_KEYS), device=data.device)
-        self._batches = 0
+        self._means = LossMeans(self.LOSS_KEYS, data.device)
         return selected
 
     def epoch_steps(self, epoch: int, data: TrainData, keep: np.ndarray | None) -> Iterator[Step]:
@@ -283,17 +274,11 @@ class NRCH(HashingMethod):
             return
         terms = nrch_batch_loss(h, g, self.W, y, self._pd, weights)
         loss = terms["loss"] if extra is None else terms["loss"] + extra
-        self._opt_img.zero_grad(set_to_none=True)
-        self._opt_txt.zero_grad(set_to_none=True)
-        loss.backward()
-        self._opt_img.step()
-        self._opt_txt.step()
-        self._sums += torch.stack([terms[k].detach() for k in self.LOSS_KEYS])
-        self._batches += 1
+        optimizer_step(loss, self._opt_img, self._opt_txt)
+        self._means.add(terms)
 
     def end_epoch(self, epoch: int, data: TrainData, log: EpochLog) -> None:
-        if self._batches:
-            log.losses.update(zip(self.LOSS_KEYS, (self._sums / self._batches).tolist()))
+        log.losses.update(self._means.means())
 
     @torch.no_grad()
     def train_sample_losses(self, data: TrainData) -> np.ndarray:
