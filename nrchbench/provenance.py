@@ -2,7 +2,11 @@
 
 A record's code version is ``<nrchbench version>@<git commit, 12 hex>``, with ``+dirty`` when
 the package's source (``nrchbench/`` in its checkout) had uncommitted changes; just the
-package version where no git checkout was found (an installed wheel). It is read from the
+package version where no git checkout was found (an installed wheel). The commit is the last
+one at or before the record's ``git_revision`` that changed the code records are made by —
+``nrchbench/`` except the report and the CLI (:data:`RECORD_SOURCE`) — so commits of docs,
+tests, results, tables or plots do not make records stale; where that commit cannot be looked
+up (a record from another clone) the record's own revision stands. It is read from the
 record's ``env`` (``nrchbench``, ``git_revision``, ``git_dirty``); records written before
 ``git_dirty`` existed count as clean. Two records of one spec from different code versions
 may differ (the code changed); tables say when their records span versions, sweeps say how
@@ -20,9 +24,21 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["code_version", "current_code_version", "git_dirty", "git_revision", "short", "versions_note"]
+__all__ = [
+    "RECORD_SOURCE",
+    "code_version",
+    "current_code_version",
+    "git_dirty",
+    "git_revision",
+    "short",
+    "source_commit",
+    "versions_note",
+]
 
 _PKG_ROOT = Path(__file__).resolve().parent.parent
+#: git pathspecs of the code that makes records (what a run executes); tables, plots and the
+#: command line only read records.
+RECORD_SOURCE = ("nrchbench", ":(exclude)nrchbench/report", ":(exclude)nrchbench/cli")
 
 
 def _git(*args: str) -> str | None:
@@ -46,12 +62,12 @@ def git_revision() -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def git_dirty() -> bool | None:
-    """Whether the package's tracked source (``nrchbench/``) differs from HEAD; None without git.
+    """Whether the package's tracked record-making source differs from HEAD; None without git.
 
     Results, docs and untracked files do not count: writing records into a results folder of
     the checkout does not make the code dirty.
     """
-    out = _git("status", "--porcelain", "--untracked-files=no", "--", "nrchbench")
+    out = _git("status", "--porcelain", "--untracked-files=no", "--", *RECORD_SOURCE)
     return None if out is None else bool(out.strip())
 
 
@@ -62,7 +78,15 @@ def code_version(env: Any) -> str:
     rev = data.get("git_revision")
     if not rev:
         return version
-    return f"{version}@{str(rev)[:12]}" + ("+dirty" if data.get("git_dirty") else "")
+    return f"{version}@{source_commit(str(rev))[:12]}" + ("+dirty" if data.get("git_dirty") else "")
+
+
+@functools.lru_cache(maxsize=256)
+def source_commit(rev: str) -> str:
+    """The last commit at or before ``rev`` that changed :data:`RECORD_SOURCE` (``rev`` itself
+    where git cannot tell: no checkout, or a commit this clone does not have)."""
+    out = (_git("rev-list", "-1", rev, "--", *RECORD_SOURCE) or "").strip()
+    return out or rev
 
 
 def current_code_version() -> str:
