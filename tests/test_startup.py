@@ -38,7 +38,19 @@ def _imports(args: list[str], tmp_path: Path) -> set[str]:
     return set(json.loads(line.removeprefix("MODULES=")))
 
 
-@pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "methods"], ["table", "--help"], ["run", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["list"],
+        ["list", "methods"],
+        ["table", "--help"],
+        ["run", "--help"],
+        ["sweep", "--help"],
+        ["plot", "--help"],
+        ["features", "extract", "--help"],
+    ],
+)
 def test_listing_and_help_import_nothing_heavy(args: list[str], tmp_path: Path) -> None:
     loaded = _imports(args, tmp_path)
     assert not loaded & set(HEAVY), f"nrchbench {' '.join(args)} imported {sorted(loaded & set(HEAVY))}"
