@@ -135,3 +135,35 @@ def test_old_noise_and_data_spellings_give_the_same_output() -> None:
     assert a.exit_code == 0 and a.output == b.output and '"n": 600' in a.output, a.output + b.output
     c = runner.invoke(main, ["data", "info", "synthetic", "--dataset", "wiki"])
     assert c.exit_code == 2 and "two datasets" in c.output
+
+
+def test_compare_takes_method_and_metric(tmp_path: Path) -> None:
+    import io
+
+    import pandas as pd
+    from test_report import SEEDS, make_record, write_records
+
+    recs = [make_record(m, 16, 0.5, s) for m in ("nrch", "dcmh") for s in SEEDS]
+    results = write_records(tmp_path / "results", recs)
+    ref = tmp_path / "mine.csv"
+    ref.write_text(
+        "# source: my lab's rerun\n"
+        "dataset,method,direction,noise_model,noise_rate,bits,value,metric\n"
+        "mirflickr,nrch,avg,nrch,0.5,16,0.6,map\nmirflickr,dcmh,avg,nrch,0.5,16,0.5,map\n"
+        "mirflickr,nrch,avg,nrch,0.5,16,0.7,map_tie\n"
+    )
+    runner = CliRunner()
+    base = ["compare", "--reference", str(ref), "--results", str(results), "--format", "csv"]
+    everything = pd.read_csv(io.StringIO(runner.invoke(main, base).stdout))
+    assert set(zip(everything["metric"], everything["method"])) == {
+        ("map", "nrch"),
+        ("map", "dcmh"),
+        ("map_tie", "nrch"),
+        ("map_tie", "dcmh"),
+    }
+    res = runner.invoke(main, [*base, "--metric", "map_tie", "-m", "nrch", "--noise-model", "one-swap"])
+    assert res.exit_code == 0, res.output
+    one = pd.read_csv(io.StringIO(res.stdout))
+    assert list(zip(one["metric"], one["method"], one["reference"])) == [("map_tie", "nrch", 0.7)]
+    bad = runner.invoke(main, [*base, "--metric", "map@50"])
+    assert bad.exit_code == 2 and "has numbers for map, map_tie only" in bad.output
