@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 #: The variable names under which the built-in registries are conventionally imported.
 REGISTRY_NAMES = {"dataset": "DATASETS", "noise model": "NOISE", "method": "METHODS", "strategy": "STRATEGIES"}
 _CACHE_VERSION = 1
+#: nrchbench's plugin base classes: each declares ``description = ""`` (tests/test_startup.py checks).
+_EMPTY_BASES = ("HashingMethod", "NoiseModel", "SampleNoiseModel", "DatasetLoader", "Strategy", "Params")
 
 
 def module_files(module: str) -> list[Path] | None:
@@ -119,8 +121,10 @@ def _class_description(tree: ast.Module, name: str, seen: frozenset[str] = froze
                 return False, None
             if desc:
                 return True, desc
-        elif not imported.get(base.id, "").startswith("nrchbench"):
-            return False, None  # nrchbench's base classes declare description = ""
+        elif base.id == "object":
+            continue
+        elif base.id not in _EMPTY_BASES or not imported.get(base.id, "").startswith("nrchbench"):
+            return False, None  # a base from elsewhere may carry a description: ask the import
     return True, None
 
 

@@ -112,3 +112,22 @@ def test_method_defaults_cache_follows_the_source(tmp_path: Path, monkeypatch: p
     assert len(calls) == 2
     (tmp_path / "plugin_meta.json").write_text("not json")
     assert plugin_meta.cached(value, "defaults", compute)["lr"] == 0.1
+
+
+def test_the_plugin_base_classes_have_no_description() -> None:
+    """What ``plugin_meta`` assumes of the bases it does not read."""
+    import importlib
+
+    from nrchbench import plugin_meta
+
+    where = {
+        "HashingMethod": "nrchbench.methods.base",
+        "NoiseModel": "nrchbench.noise.base",
+        "SampleNoiseModel": "nrchbench.noise.base",
+        "DatasetLoader": "nrchbench.datasets.base",
+        "Strategy": "nrchbench.strategies.base",
+        "Params": "nrchbench.params",
+    }
+    for name in plugin_meta._EMPTY_BASES:
+        cls = getattr(importlib.import_module(where[name]), name)
+        assert not getattr(cls, "description", ""), name
