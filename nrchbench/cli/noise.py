@@ -77,7 +77,7 @@ def report_table(report: dict[str, Any], title: str) -> Table:
     "--noise-model",
     command="noise inspect",
     required=True,
-    help="Noise model (nrchbench list noise: nrch, symmetric, asymmetric, bitflip, instance, missing, pairs, plugins).",
+    help="Noise model (nrchbench list noise: one-swap, symmetric, asymmetric, bitflip, instance, missing, pairs, plugins).",
 )
 @flag(
     "--noise",
