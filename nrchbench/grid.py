@@ -47,6 +47,7 @@ _ALIASES = {
     "strategy": "strategies",
     "plugin": "plugins",
     "param": "params",
+    "results": "out",  # the CLI's --results
 }
 
 
@@ -232,7 +233,7 @@ def load_sweep_file(path: str | Path, extra_keys: Iterable[str] = ()) -> dict[st
 def specs_from_config(cfg: Mapping[str, Any]) -> list[RunSpec]:
     """Expand a sweep configuration (grid axes and spec options; other keys ignored) into specs."""
     if not cfg.get("methods"):
-        raise ConfigError("sweep: no methods given (--methods or `methods` in the sweep file)")
+        raise ConfigError("sweep: no methods given (--method or `method` in the sweep file)")
     axes = {k: cfg[k] for k in GRID_AXES if cfg.get(k) is not None}
     options = {k: cfg[k] for k in SPEC_OPTIONS if cfg.get(k) is not None}
     return expand_grid(axes.pop("methods"), **axes, **options)

@@ -268,8 +268,24 @@ class Registry(Generic[T]):
             yield key, self._entries[key].obj
 
     def describe(self) -> list[dict[str, str]]:
-        """Rows for ``nrchbench list``: name, aliases, description, source."""
-        self.load_all()
+        """Rows for ``nrchbench list``: name, aliases, description, source.
+
+        An entry point not imported yet is described from its source
+        (:func:`nrchbench.plugin_meta.static_info`) and imported only when that cannot tell."""
+        from nrchbench.plugin_meta import static_info
+
+        self.discover()
+        group = {k for k, e in self._entries.items() if e.entry_point is not None}
+        for entry in list(self._entries.values()):
+            if entry.loaded:
+                continue
+            info = static_info(entry.entry_point.value, self.kind, group, entry.name)  # type: ignore[union-attr]
+            if info is None:
+                self._load(entry)
+                continue
+            entry.description = _first_line(info["description"])
+            for a in info["aliases"]:
+                self.add_alias(a, entry.name)
         rows = []
         for key in sorted(self._entries):
             e = self._entries[key]
@@ -282,6 +298,17 @@ class Registry(Generic[T]):
                 }
             )
         return rows
+
+    def cached_value(self, name: str, field: str, compute: Callable[[Any], Any]) -> Any:
+        """``compute(obj)`` for the plugin registered under ``name``, kept across processes
+        (:func:`nrchbench.plugin_meta.cached`) while its source is unchanged, so that reading it
+        again does not import the plugin (and torch); the value must be JSON."""
+        from nrchbench.plugin_meta import cached
+
+        entry = self._entries[self.canonical(name)]
+        if entry.entry_point is None:  # a decorator or --plugin registration: imported already
+            return compute(self.get(name))
+        return cached(entry.entry_point.value, field, lambda: compute(self.get(name)))
 
     def aliases(self) -> dict[str, str]:
         return dict(self._aliases)

@@ -1,7 +1,7 @@
 """The results directory's housekeeping: whether it can be written, and the files of
 ``<out>/runs/<dataset>/<method>/`` that are not records — never touched through a symlink.
 
-* :func:`check_writable` — before any work, so that an unwritable ``--out`` is one line, not
+* :func:`check_writable` — before any work, so that an unwritable ``--results`` is one line, not
   a traceback after training.
 * :func:`clean_stale_tmp` — the temp files a killed record writer left (its own pattern only).
 * :func:`iter_run_dir_files`, :func:`remove_stale_files` — what the claims module
@@ -89,7 +89,7 @@ def clean_stale_tmp(out: str | os.PathLike, min_age_s: float = 1.0) -> int:
     return removed
 
 
-def check_writable(out: str | os.PathLike, what: str = "--out") -> None:
+def check_writable(out: str | os.PathLike, what: str = "--results") -> None:
     """Fail fast, before any work, when records cannot be written under ``out``.
 
     ``out`` (or, while it does not exist yet, its nearest existing parent) must be a

@@ -140,7 +140,7 @@ def test_an_unwritable_out_is_one_line_before_any_work(tmp_path: Path, command: 
         res = nb(command, "--plugin", DYING, *method, *TINY, "--out", out, timeout=120)
         assert res.returncode == 2, (out, res.returncode, res.stderr[-2000:])
         lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-        assert len(lines) == 1 and "--out" in lines[0] and "Traceback" not in res.stderr, res.stderr
+        assert len(lines) == 1 and "--results" in lines[0] and "Traceback" not in res.stderr, res.stderr
     assert (tmp_path / "a-file").read_text() == "not a directory\n"
 
 

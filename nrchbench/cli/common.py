@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.logging import RichHandler
 
+from nrchbench.cli.vocabulary import flag
 from nrchbench.errors import NrchbenchError
 from nrchbench.plugins import import_plugins
 
@@ -85,14 +86,22 @@ def data_root_option() -> Decorator:
     return click.option("--data-root", default=None, help="Dataset root (default: $NRCHBENCH_DATA, else ./datasets).")
 
 
-def out_option() -> Decorator:
-    """``--out``: the results directory, default ``results``."""
-    return click.option("--out", default="results", show_default=True, help="Results directory.")
+def results_option(command: str) -> Decorator:
+    """``--results`` (old spelling ``--out``, hidden) into ``out``: the results directory written."""
+    return flag(
+        "--results",
+        "out",
+        command=command,
+        default="results",
+        show_default=True,
+        help="Results directory the record(s) go to (runs/<dataset>/<method>/<run_id>.json); read it with "
+        "`nrchbench table --results DIR`.",
+    )
 
 
-def param_option(help: str) -> Decorator:
+def param_option(help: str, command: str) -> Decorator:
     """``-p/--param KEY=VALUE`` (repeatable) into ``params``."""
-    return click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help=help)
+    return flag("--param", "params", command=command, multiple=True, metavar="KEY=VALUE", help=help)
 
 
 def plugin_option() -> Decorator:
@@ -100,9 +109,9 @@ def plugin_option() -> Decorator:
     return click.option("--plugin", "plugins", multiple=True, help="Module or .py file to import first (repeatable).")
 
 
-def dataset_option_option(help: str) -> Decorator:
+def dataset_option_option(help: str, command: str) -> Decorator:
     """``-d/--dataset-option KEY=VALUE`` (repeatable) into ``dataset_options``."""
-    return click.option("-d", "--dataset-option", "dataset_options", multiple=True, metavar="KEY=VALUE", help=help)
+    return flag("--dataset-option", "dataset_options", command=command, multiple=True, metavar="KEY=VALUE", help=help)
 
 
 def spec_options() -> Decorator:

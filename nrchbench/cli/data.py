@@ -8,7 +8,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from nrchbench.cli.common import UserErrorCommand, console, import_plugins
+from nrchbench.cli.common import UserErrorCommand, console, dataset_option_option, import_plugins
 from nrchbench.params import parse_key_values
 
 
@@ -54,33 +54,40 @@ def info_table(info: dict[str, Any]) -> Table:
 
 
 @data.command("info", cls=UserErrorCommand)
-@click.argument("dataset")
+@click.argument("dataset_arg", metavar="[DATASET]", required=False)
+@click.option("--dataset", default=None, help="Dataset name or alias (nrchbench list datasets), or a directory.")
 @click.option("--data-root", default=None, help="Directory holding <dataset>/ (else $NRCHBENCH_DATA, else ./datasets).")
 @click.option("--split", default=None, help="Split rule: nrch, random or official (default: the dataset's own).")
 @click.option("--split-seed", default=0, show_default=True, type=int, help="Seed of the random rule and of val.")
 @click.option("--val-size", default=0, show_default=True, type=int, help="Rows carved from the database into val.")
-@click.option("-o", "--option", "options", multiple=True, help="Dataset option key=value (e.g. -o n=600), repeatable.")
+@dataset_option_option("Dataset loader option, e.g. -d n=600 (repeatable).", "data info")
 @click.option("--plugin", "plugins", multiple=True, help="Import a plugin module or .py file first (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
 def info(
-    dataset: str,
+    dataset_arg: str | None,
+    dataset: str | None,
     data_root: str | None,
     split: str | None,
     split_seed: int,
     val_size: int,
-    options: tuple[str, ...],
+    dataset_options: tuple[str, ...],
     plugins: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Sizes, dimensionalities, label cardinality, split sizes and chance-level mAP of DATASET.
 
-    DATASET is a registered name or alias (nrchbench list datasets) or a directory in the
-    generic format.
+    DATASET (or --dataset) is a registered name or alias (nrchbench list datasets) or a
+    directory in the generic format.
     """
     from nrchbench.datasets import dataset_info, load_dataset
 
+    if dataset_arg is not None and dataset is not None and dataset_arg != dataset:
+        raise click.UsageError(f"two datasets given: {dataset_arg!r} and --dataset {dataset!r}; give one")
+    dataset = dataset or dataset_arg
+    if dataset is None:
+        raise click.UsageError("Missing the dataset: nrchbench data info DATASET (or --dataset DATASET).")
     import_plugins(plugins)
-    opts = parse_key_values(options, "-o")
+    opts = parse_key_values(dataset_options, "--dataset-option")
     ds = load_dataset(dataset, data_root=data_root, split=split, split_seed=split_seed, val_size=val_size, **opts)
     summary = dataset_info(ds)
     if as_json:

@@ -31,19 +31,24 @@ _TITLES = {"datasets": "datasets", "noise": "noise models", "methods": "methods"
 
 
 def registry_rows(kind: str) -> list[dict[str, str]]:
-    """``Registry.describe()`` rows for one kind; import failures become warnings, never errors."""
+    """``Registry.describe()`` rows for one kind; import failures become warnings, never errors.
+
+    The built-ins are entry points of the installed distribution, described from their source
+    without importing them (torch stays out); without that metadata (nrchbench not installed)
+    the package is imported so that its decorators register them."""
     from nrchbench import registry
 
-    try:
-        importlib.import_module(_PACKAGES[kind])
-    except Exception as exc:  # a broken part must not break the listing of the others
-        warnings.warn(f"{_PACKAGES[kind]} failed to import: {type(exc).__name__}: {exc}", stacklevel=2)
     reg = {
         "datasets": registry.DATASETS,
         "noise": registry.NOISE,
         "methods": registry.METHODS,
         "strategies": registry.STRATEGIES,
     }[kind]
+    if not reg.names():
+        try:
+            importlib.import_module(_PACKAGES[kind])
+        except Exception as exc:  # a broken part must not break the listing of the others
+            warnings.warn(f"{_PACKAGES[kind]} failed to import: {type(exc).__name__}: {exc}", stacklevel=2)
     return reg.describe()
 
 

@@ -8,7 +8,8 @@ from typing import Any
 import click
 from rich.table import Table
 
-from nrchbench.cli.common import UserErrorCommand, console, import_plugins
+from nrchbench.cli.common import UserErrorCommand, console, dataset_option_option, import_plugins
+from nrchbench.cli.vocabulary import flag
 from nrchbench.params import parse_key_values
 
 
@@ -18,13 +19,19 @@ def noise() -> None:
 
 
 def train_data(
-    dataset: str, data_root: str | None, split: str | None, split_seed: int, *, features: bool = False
+    dataset: str,
+    data_root: str | None,
+    split: str | None,
+    split_seed: int,
+    *,
+    features: bool = False,
+    options: dict[str, Any] | None = None,
 ) -> tuple[Any, Any, str]:
     """The clean train labels of a dataset, its train features ``(image, text)`` when asked
     (``None`` otherwise), and a short description of where they came from."""
     from nrchbench.datasets import load_dataset
 
-    ds = load_dataset(dataset, data_root=data_root, split=split, split_seed=split_seed)
+    ds = load_dataset(dataset, data_root=data_root, split=split, split_seed=split_seed, **(options or {}))
     train = ds.splits["train"]
     feats = (ds.image[train], ds.text[train]) if features else None
     rule = ds.meta.get("split_rule", split or "default")
@@ -59,31 +66,44 @@ def report_table(report: dict[str, Any], title: str) -> Table:
 
 
 @noise.command("inspect", cls=UserErrorCommand)
-@click.option(
-    "--dataset", "-d", required=True, help="Dataset name (nrchbench list datasets) or a generic-format directory."
+@flag(
+    "--dataset",
+    command="noise inspect",
+    default=None,
+    help="Dataset name (nrchbench list datasets) or a generic-format directory.  [required]",
 )
-@click.option(
+@dataset_option_option("Dataset loader option, e.g. -d n=600 (repeatable).", "noise inspect")
+@flag(
     "--noise-model",
-    "-m",
+    command="noise inspect",
     required=True,
-    help="Noise model (nrchbench list noise: nrch, symmetric, asymmetric, bitflip, instance, missing, pairs, plugins).",
+    help="Noise model (nrchbench list noise: one-swap, symmetric, asymmetric, bitflip, instance, missing, pairs, plugins).",
 )
-@click.option(
-    "--rate",
-    "-r",
+@flag(
+    "--noise",
+    "rate",
+    command="noise inspect",
     required=True,
     type=float,
     help="Noise rate in [0, 1] (bitflip: rho+; missing: fraction of positives).",
 )
-@click.option("--seed", "-s", default=0, show_default=True, type=int, help="Noise seed.")
+@flag("--seed", command="noise inspect", default=0, show_default=True, type=int, help="Noise seed.")
 @click.option("--data-root", default=None, help="Directory holding <dataset>/ (else $NRCHBENCH_DATA, else ./datasets).")
 @click.option("--split", default=None, help="Split rule: nrch, random or official [default: the dataset's].")
 @click.option("--split-seed", default=0, show_default=True, type=int, help="Seed of the random split rule.")
-@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE", help="Noise-model parameter (repeatable).")
+@flag(
+    "--param",
+    "params",
+    command="noise inspect",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Noise-model parameter (repeatable).",
+)
 @click.option("--plugin", "plugins", multiple=True, help="Import a plugin module or .py file first (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 def inspect(
-    dataset: str,
+    dataset: str | None,
+    dataset_options: tuple[str, ...],
     noise_model: str,
     rate: float,
     seed: int,
@@ -101,10 +121,14 @@ def inspect(
     """
     from nrchbench.noise import NOISE, check_params
 
+    dataset, dataset_options = _legacy_dataset(dataset, dataset_options)
+    options = parse_key_values(dataset_options, "--dataset-option")
     import_plugins(plugins)
     cls = NOISE.get(noise_model)
     given = check_params(noise_model, parse_key_values(params, "-p/--param"))  # before any data is read
-    labels, feats, source = train_data(dataset, data_root, split, split_seed, features=cls.needs_features)
+    labels, feats, source = train_data(
+        dataset, data_root, split, split_seed, features=cls.needs_features, options=options
+    )
     out = cls(**given).apply(labels, rate, seed, features=feats)
     if as_json:
         console.print_json(json.dumps(out.report))
@@ -112,3 +136,14 @@ def inspect(
     rep = out.report
     title = f"{rep['model']} noise at rate {rep['rate']:g} (seed {rep['seed']}) on {source}"
     console.print(report_table(rep, title))
+
+
+def _legacy_dataset(dataset: str | None, options: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """``-d`` used to name the dataset here; it is ``--dataset-option`` now, as everywhere. A
+    lone ``-d NAME`` without ``=`` while ``--dataset`` is missing is still read as the dataset."""
+    if dataset is not None:
+        return dataset, options
+    names = [o for o in options if "=" not in o]
+    if len(names) == 1:
+        return names[0], tuple(o for o in options if o != names[0])
+    raise click.UsageError("Missing option '--dataset'.")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from nrchbench.cli.common import UserErrorCommand, console, err_console
+from nrchbench.cli.vocabulary import flag
 from nrchbench.errors import ConfigError, NrchbenchError
 
 _FORMATS = click.Choice(["csv", "latex", "markdown"])
@@ -20,14 +21,14 @@ def _results_option(f):
         type=click.Path(file_okay=False, path_type=Path),
         default=Path("results"),
         show_default=True,
-        help="Directory whose runs/**/*.json records are read (the --out of run/sweep).",
+        help="Results directory whose runs/**/*.json records are read (the --results of run/sweep).",
     )(f)
 
 
 def _filters(f):
     f = click.option("--noise", "noise_rates", default=None, help="Only these noise rates, e.g. 0.2,0.8.")(f)
     f = click.option("--bits", default=None, help="Only these code lengths, e.g. 16,64.")(f)
-    f = click.option("--method", "methods", default=None, help="Only these methods, e.g. nrch,dcmh.")(f)
+    f = flag("--method", "methods", command=f.__name__, default=None, help="Only these methods, e.g. nrch,dcmh.")(f)
     f = click.option("--noise-model", default=None, help="Only this noise model (e.g. nrch).")(f)
     f = click.option("--split", default=None, help="Only this split rule (nrch, random, official).")(f)
     f = click.option("--preset", default=None, help="Only this preset (paper, fast, tiny).")(f)
@@ -69,7 +70,12 @@ def _load(results: Path) -> list:
 
 
 def _nothing(results: Path, selection: dict) -> NrchbenchError:
-    given = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in selection.items() if v is not None)
+    flags = {"methods": "--method", "noise_rates": "--noise"}
+    given = " ".join(
+        f"{flags.get(k, '--' + k.replace('_', '-'))} {','.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in selection.items()
+        if v is not None
+    )
     return NrchbenchError(f"no record in {results / 'runs'} matches {given}; drop a filter to see all tables")
 
 
@@ -163,17 +169,33 @@ def table(
 @click.option("--dataset", default=None, help="Only this dataset.")
 @click.option("--preset", default=None, help="Only this preset.")
 @click.option("--split", default=None, help="Only this split rule.")
-@click.option("--noise-model", default=None, help="Only this noise model.")
+@click.option("--noise-model", default=None, help="Only this noise model (e.g. one-swap).")
+@flag("--method", "methods", command="compare", default=None, help="Only these methods of ours, e.g. nrch,dcmh.")
+@click.option(
+    "--metric", default=None, help="Only this metric of the reference's (map, map_tie, map@50, ...) [default: all]."
+)
 @click.option("--direction", type=_DIRECTIONS, default="avg", show_default=True, help="Retrieval direction.")
 @click.option("--format", "fmt", type=_FORMATS, default="markdown", show_default=True, help="Output format.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to FILE.")
-def compare(reference, results, dataset, preset, split, noise_model, direction, fmt, output):
+def compare(reference, results, dataset, preset, split, noise_model, methods, metric, direction, fmt, output):
     """Our numbers beside a reference's, like with like (ours / reference (Δ)), each convention stated."""
+    from dataclasses import replace
+
+    from nrchbench.registry import METHODS
     from nrchbench.report import compare_with_reference, load_reference, render
 
     ref = load_reference(reference)
+    if metric is not None:
+        known = sorted(ref.table["metric"].unique())
+        if metric not in known:
+            raise ConfigError(f"--metric {metric!r}: reference {ref.name!r} has numbers for {', '.join(known)} only")
+        ref = replace(ref, table=ref.table[ref.table["metric"] == metric])
+    records = _load(results)
+    if methods is not None:
+        wanted = {METHODS.canonical(m) for m in _list(methods, str.strip, "--method") or []}
+        records = [r for r in records if r.spec.method in wanted]
     comparisons = compare_with_reference(
-        _load(results),
+        records,
         ref,
         dataset=dataset,
         direction=direction,

@@ -21,13 +21,14 @@ from nrchbench.cli.common import (
     device_option,
     err_console,
     import_plugins,
-    out_option,
     param_option,
     plugin_option,
     preset_option,
+    results_option,
     spec_options,
     spec_options_values,
 )
+from nrchbench.cli.vocabulary import flag
 from nrchbench.errors import ConfigError
 from nrchbench.params import parse_key_values
 
@@ -114,7 +115,7 @@ class EpochProgress:
 
 
 @click.command(cls=UserErrorCommand)
-@click.option("--method", "-m", required=True, help="Method registry name (see `nrchbench list methods`).")
+@flag("--method", command="run", required=True, help="Method registry name (see `nrchbench list methods`).")
 @click.option("--dataset", default="synthetic", show_default=True, help="Dataset name, alias or directory.")
 @click.option("--noise", "noise", type=float, default=0.8, show_default=True, help="Noise rate.")
 @click.option("--noise-model", default="one-swap", show_default=True, help="Noise model (see `nrchbench list noise`).")
@@ -124,10 +125,10 @@ class EpochProgress:
 @device_option()
 @click.option("--split", default=None, help="Split rule (nrch, random, official); default: the dataset's own.")
 @data_root_option()
-@out_option()
-@param_option("Method hyper-parameter (repeatable).")
+@results_option("run")
+@param_option("Method hyper-parameter (repeatable).", "run")
 @plugin_option()
-@dataset_option_option("Dataset loader option, e.g. -d n=600 for a small synthetic set (repeatable).")
+@dataset_option_option("Dataset loader option, e.g. -d n=600 for a small synthetic set (repeatable).", "run")
 @click.option(
     "--strategy",
     default="none",
@@ -164,7 +165,7 @@ def run(
     from nrchbench.records import find_record, read_record, record_path
     from nrchbench.resultsdir import check_writable
 
-    check_writable(out)  # before any work: an unwritable --out is one line, exit 2
+    check_writable(out)  # before any work: an unwritable --results is one line, exit 2
     from nrchbench.runner import run_safe
     from nrchbench.spec import resolve_spec
 

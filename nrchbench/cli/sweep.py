@@ -20,14 +20,15 @@ from nrchbench.cli.common import (
     device_option,
     err_console,
     import_plugins,
-    out_option,
     param_option,
     plugin_option,
     preset_option,
+    results_option,
     spec_options,
     spec_options_values,
 )
 from nrchbench.cli.sweep_display import SweepDisplay
+from nrchbench.cli.vocabulary import flag
 from nrchbench.params import parse_key_values
 from nrchbench.resultsdir import check_writable
 
@@ -43,27 +44,34 @@ def _opt(ctx: click.Context, cfg: dict[str, Any], name: str, value: Any) -> Any:
 
 
 @click.command(cls=UserErrorCommand)
-@click.option("--methods", default=None, help="Comma list of methods, e.g. nrch,dcmh,djsrh.")
-@click.option("--datasets", default="synthetic", show_default=True, help="Comma list of datasets.")
+@flag("--method", "methods", command="sweep", default=None, help="Comma list of methods, e.g. nrch,dcmh,djsrh.")
+@flag("--dataset", "datasets", command="sweep", default="synthetic", show_default=True, help="Comma list of datasets.")
 @click.option("--bits", default="64", show_default=True, help="Comma list of code lengths.")
 @click.option("--noise", default="0.8", show_default=True, help="Comma list of noise rates.")
-@click.option("--seeds", default="0", show_default=True, help="Comma list of seeds.")
+@flag("--seed", "seeds", command="sweep", default="0", show_default=True, help="Comma list of seeds.")
 @click.option(
     "--noise-model", "noise_models", default="one-swap", show_default=True, help="Comma list of noise models."
 )
-@click.option("--strategies", default="none", show_default=True, help="Comma list of robust-training strategies.")
+@flag(
+    "--strategy",
+    "strategies",
+    command="sweep",
+    default="none",
+    show_default=True,
+    help="Comma list of robust-training strategies.",
+)
 @preset_option()
 @device_option()
 @click.option("--split", default=None, help="Split rule (nrch, random, official); default: each dataset's own.")
 @data_root_option()
-@out_option()
-@param_option("Hyper-parameter for every method that has it, or METHOD.KEY=VALUE for one (repeatable).")
+@results_option("sweep")
+@param_option("Hyper-parameter for every method that has it, or METHOD.KEY=VALUE for one (repeatable).", "sweep")
 @plugin_option()
-@dataset_option_option("Dataset loader option for every dataset, e.g. -d n=600 (repeatable).")
+@dataset_option_option("Dataset loader option for every dataset, e.g. -d n=600 (repeatable).", "sweep")
 @spec_options()
 @click.option("--save-codes", is_flag=True, help="Keep the packed codes beside each record.")
 @click.option("--config", "config", default=None, type=click.Path(dir_okay=False), help="Sweep file (.toml/.yaml).")
-@click.option("--jobs", "-j", type=int, default=1, show_default=True, help="Parallel runs.")
+@flag("--jobs", command="sweep", type=int, default=1, show_default=True, help="Parallel runs.")
 @click.option("--force", is_flag=True, help="Rerun specs that already have an ok record.")
 @click.option(
     "--rerun-stale", is_flag=True, help="Rerun specs whose ok record another code version made (PROTOCOL §5)."
@@ -91,15 +99,15 @@ def _opt(ctx: click.Context, cfg: dict[str, Any], name: str, value: Any) -> Any:
 def sweep(ctx: click.Context, **opts: Any) -> None:
     """Run a grid of methods × datasets × bits × noise × seeds (resumable).
 
-    Finished runs (a record with status ok under --out) are skipped unless --force; failed
+    Finished runs (a record with status ok under --results) are skipped unless --force; failed
     or missing ones run. A method that does not use labels runs once for all noise levels.
     Each run has its own process: one that dies is recorded failed and the sweep goes on.
-    Sweeps started on the same --out (here or on hosts sharing the filesystem) split the work.
+    Sweeps started on the same --results (here or on hosts sharing the filesystem) split the work.
 
     A sweep file is as trusted as a script: its `plugins` key imports Python files, which run
     with your permissions. --dry-run imports none of them.
 
-    Example: nrchbench sweep --methods nrch,dcmh --bits 16,32 --noise 0.2,0.5,0.8 --seeds 0,1,2 --jobs 2
+    Example: nrchbench sweep --method nrch,dcmh --bits 16,32 --noise 0.2,0.5,0.8 --seed 0,1,2 --jobs 2
     """
     from nrchbench.grid import load_sweep_file, specs_from_config
 
@@ -125,7 +133,7 @@ def sweep(ctx: click.Context, **opts: Any) -> None:
         *opts["plugins"],
     ]
     if not merged.get("methods"):
-        raise click.UsageError("give --methods (comma list) or a --config file with `methods`")
+        raise click.UsageError("give --method (comma list) or a --config file with `method`")
     out = err_console if opts["as_json"] else console
     if opts["dry_run"]:
         _dry_run(merged, plugins, out)

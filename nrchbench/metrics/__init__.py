@@ -12,19 +12,32 @@ torch backends, chunking), :mod:`~nrchbench.metrics.sorting` (numpy backends),
 (input checks), :mod:`~nrchbench.metrics.info` (metric metadata), :mod:`~nrchbench.metrics.codes`.
 """
 
-from nrchbench.metrics.codes import (
-    CODES_FORMAT,
-    hamming,
-    hamming_matmul,
-    load_codes,
-    pack,
-    save_codes,
-    sign_codes,
-    unpack,
-)
-from nrchbench.metrics.info import METRICS, MetricInfo, metric_info
-from nrchbench.metrics.ranking import BACKENDS, DEFAULT_TOPK, evaluate, evaluate_cross_modal
-from nrchbench.metrics.summary import ZERO_RELEVANT, default_curve_k, tie_aware_ap
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Submodules load on first use (PEP 562): ``metric_info`` (for tables) never imports torch.
+_WHERE = {
+    "CODES_FORMAT": "codes",
+    "hamming": "codes",
+    "hamming_matmul": "codes",
+    "load_codes": "codes",
+    "pack": "codes",
+    "save_codes": "codes",
+    "sign_codes": "codes",
+    "unpack": "codes",
+    "METRICS": "info",
+    "MetricInfo": "info",
+    "metric_info": "info",
+    "BACKENDS": "ranking",
+    "DEFAULT_TOPK": "ranking",
+    "evaluate": "ranking",
+    "evaluate_cross_modal": "ranking",
+    "ZERO_RELEVANT": "summary",
+    "default_curve_k": "summary",
+    "tie_aware_ap": "summary",
+}
 
 __all__ = [
     "BACKENDS",
@@ -46,3 +59,15 @@ __all__ = [
     "tie_aware_ap",
     "unpack",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f"nrchbench.metrics.{_WHERE[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

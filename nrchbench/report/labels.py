@@ -64,11 +64,15 @@ def dataset_name(dataset: str) -> str:
 
 @cache
 def method_defaults(method: str) -> dict[str, Any] | None:
-    """The registered method's default hyper-parameters, or None when it is not importable here."""
-    from nrchbench.methods import get_method_class
+    """The registered method's default hyper-parameters, or None when it is not importable here.
+
+    Kept across processes while the method's source is unchanged, so that a table does not
+    import the method (and torch) every time."""
+    from nrchbench.jsonutil import to_jsonable
+    from nrchbench.registry import METHODS
 
     try:
-        return dict(get_method_class(method).defaults)
+        return METHODS.cached_value(method, "defaults", lambda cls: to_jsonable(dict(cls.defaults)))
     except NrchbenchError:
         return None
 
