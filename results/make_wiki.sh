@@ -16,4 +16,6 @@ nrchbench sweep --methods nrch-nodns,dcmh --strategies gmm-select,coteaching,gce
   --noise-model one-swap --noise 0.2,0.5,0.8 "${GRID[@]}"
 # 3. issue 17: realistic noise (instance-dependent, cross-modal pair mismatch) at 50 %
 nrchbench sweep --methods nrch,nrch-nodns,dcmh --noise-model instance,pairs --noise 0.5 "${GRID[@]}"
+# 4. the oracle's companion: the bases on all rows with clean labels (noise 0)
+nrchbench sweep --methods nrch-nodns,nrch --noise-model one-swap --noise 0.0 "${GRID[@]}"
 bash results/tables_wiki.sh
