@@ -7,15 +7,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA="${1:-${NRCHBENCH_DATA:-../shared/data}}"
 OUT=results/wiki
-GRID=(--datasets wiki --data-root "$DATA" --bits 64 --seeds 0,1,2 --preset fast --out "$OUT" --jobs 2)
+GRID=(--dataset wiki --data-root "$DATA" --bits 64 --seed 0,1,2 --preset fast --results "$OUT" --jobs 2)
 # 1. every built-in method under one-swap noise (the NRCH paper's model)
-nrchbench sweep --methods nrch,nrch-nogmm,nrch-nodns,dcmh,djsrh,ucch,oracle,scbch,rshnl,mrl \
+nrchbench sweep --method nrch,nrch-nogmm,nrch-nodns,dcmh,djsrh,ucch,oracle,scbch,rshnl,mrl \
   --noise-model one-swap --noise 0.2,0.5,0.8 "${GRID[@]}"
 # 2. issue 15: generic noise-robust strategies on two supervised bases
-nrchbench sweep --methods nrch-nodns,dcmh --strategies gmm-select,coteaching,gce,sce,elr \
+nrchbench sweep --method nrch-nodns,dcmh --strategy gmm-select,coteaching,gce,sce,elr \
   --noise-model one-swap --noise 0.2,0.5,0.8 "${GRID[@]}"
 # 3. issue 17: realistic noise (instance-dependent, cross-modal pair mismatch) at 50 %
-nrchbench sweep --methods nrch,nrch-nodns,dcmh --noise-model instance,pairs --noise 0.5 "${GRID[@]}"
+nrchbench sweep --method nrch,nrch-nodns,dcmh --noise-model instance,pairs --noise 0.5 "${GRID[@]}"
 # 4. the oracle's companion: the bases on all rows with clean labels (noise 0)
-nrchbench sweep --methods nrch-nodns,nrch --noise-model one-swap --noise 0.0 "${GRID[@]}"
+nrchbench sweep --method nrch-nodns,nrch --noise-model one-swap --noise 0.0 "${GRID[@]}"
 bash results/tables_wiki.sh

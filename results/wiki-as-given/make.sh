@@ -5,14 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 DATA="${1:-${NRCHBENCH_DATA:-../shared/data}}"
 OUT=results/wiki-as-given
-GRID=(--datasets wiki --data-root "$DATA" --bits 16,32,64,128 --noise 0.2,0.5,0.8 --seeds 0,1,2
-      --noise-model nrch --feature-transform none --preset fast --out "$OUT" --jobs 2)
+GRID=(--dataset wiki --data-root "$DATA" --bits 16,32,64,128 --noise 0.2,0.5,0.8 --seed 0,1,2
+      --noise-model nrch --feature-transform none --preset fast --results "$OUT" --jobs 2)
 # NRCH and its ablations with their fast preset, untouched.
-nrchbench sweep --methods nrch,nrch-nogmm,nrch-nodns "${GRID[@]}"
+nrchbench sweep --method nrch,nrch-nogmm,nrch-nodns "${GRID[@]}"
 # Baselines. DCMH's official init/lr were made for VGG-fc7-scale inputs; on wiki's tiny-norm
 # features (SIFT histograms summing to 1, LDA proportions) it never leaves chance, so it runs
 # with z-scored inputs (standardize=true), recorded in its spec and shown in the row label.
-nrchbench sweep --methods dcmh,djsrh -p dcmh.standardize=true "${GRID[@]}"
+nrchbench sweep --method dcmh,djsrh -p dcmh.standardize=true "${GRID[@]}"
 T=(nrchbench table --results "$OUT" --dataset wiki --direction all)
 for metric in map map_tie; do
   "${T[@]}" --metric "$metric" --format markdown -o "$OUT/leaderboard_${metric}.md"
