@@ -21,7 +21,8 @@ done
   -o "$OUT/oracle_map.md"
 # issue 15: how clean is what each separator keeps (last epoch, against the clean mask)
 for metric in sel_precision sel_recall; do
-  "${T[@]}" "${N[@]}" --noise-model one-swap --direction avg --metric "$metric" --format markdown -o "$OUT/selection_${metric}.md"
+  "${T[@]}" "${N[@]}" --noise-model one-swap --method nrch,nrch-nogmm,nrch-nodns,dcmh --direction avg --metric "$metric" \
+    --format markdown -o "$OUT/selection_${metric}.md"
 done
 # issue 17: one table per noise model at 50 % (one-swap, instance-dependent, pair mismatch)
 "${T[@]}" --noise 0.5 --method nrch,nrch-nodns,dcmh --direction all --metric map --format markdown \
