@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -162,7 +163,7 @@ def run(
     Example: nrchbench run --method nrch --noise 0.5 --bits 32 --preset fast
     """
     from nrchbench.provenance import code_version, short
-    from nrchbench.records import find_record, read_record, record_path
+    from nrchbench.records import find_record, record_path
     from nrchbench.resultsdir import check_writable
 
     check_writable(out)  # before any work: an unwritable --results is one line, exit 2
@@ -192,6 +193,8 @@ def run(
             soft_wrap=True,
         )
     previous = find_record(out, spec)
+    # the file's identity before the run: two runs can end within the second `created` resolves
+    before = _stamp(record_path(out, previous)) if previous is not None else None
     epochs = spec.resolved_params.get("epochs")
     enabled = out_console.is_terminal or not as_json
     with EpochProgress(out_console, spec.method, enabled, epochs if isinstance(epochs, int) else None) as bar:
@@ -199,7 +202,7 @@ def run(
             spec, data_root=data_root, save_codes=save_codes, out=out, progress=bar, record_input_errors=False
         )
     path = record_path(out, record)
-    if previous is not None and path.is_file() and read_record(path).created != previous.created:
+    if previous is not None and path.is_file() and _stamp(path) != before:
         old_v, new_v = short(code_version(previous.env)), short(code_version(record.env))
         err_console.print(
             f"replaced the existing record of run {spec.run_id} ({previous.status}, created {previous.created}, "
@@ -284,3 +287,12 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any], tol: float = 1e
                 if not isinstance(w, (int, float)) or abs(float(v) - float(w)) > tol:
                     diffs.append(f"{d}.{k}")
     return diffs
+
+
+def _stamp(path: Any) -> tuple[int, int] | None:
+    """(inode, mtime in ns) of a file, None if absent: an atomic rewrite changes both."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
