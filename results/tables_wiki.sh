@@ -19,7 +19,11 @@ done
 # the clean-label oracle next to its base trained on all rows, with noisy (η > 0) and clean (η = 0) labels
 "${T[@]}" --noise-model one-swap --method oracle,nrch-nodns,nrch --direction avg --metric map --format markdown \
   -o "$OUT/oracle_map.md"
-# issue 15: how clean is what each separator keeps (last epoch, against the clean mask)
+# issue 15: the strategy study — base methods × strategies (one table per noise rate) ...
+S=(--noise-model one-swap --method nrch,nrch-nogmm,nrch-nodns,dcmh --direction avg)
+"${T[@]}" "${N[@]}" "${S[@]}" --metric map --rows method --columns strategy --format markdown -o "$OUT/strategies_map.md"
+"${T[@]}" "${N[@]}" "${S[@]}" --metric map --format csv -o "$OUT/strategies_map.csv"
+# ... and how clean is what each separator keeps (last epoch, against the clean mask)
 for metric in sel_precision sel_recall; do
   "${T[@]}" "${N[@]}" --noise-model one-swap --method nrch,nrch-nogmm,nrch-nodns,dcmh --direction avg --metric "$metric" \
     --format markdown -o "$OUT/selection_${metric}.md"

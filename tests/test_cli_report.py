@@ -62,6 +62,20 @@ def test_table_filters_make_the_grid(results):
     assert "| method | 16 bits, η=0.2 | 16 bits, η=0.8 |" in res.output and "32 bits" not in res.output
 
 
+def test_table_strategy_axis_and_filter(tmp_path):
+    recs = [make_record("dcmh", 16, 0.5, s, strategy=st) for st in ("none", "coteaching") for s in SEEDS]
+    res_dir = write_records(tmp_path, recs)
+    res = invoke("table", "--results", res_dir, "--rows", "method", "--columns", "strategy")
+    assert res.exit_code == 0, res.output
+    assert "| method | none | Co-teaching |" in res.output and "· 16 bits, η=0.5" in res.output
+    res = invoke("table", "--results", res_dir, "--strategy", "coteaching")
+    assert res.exit_code == 0 and "| DCMH + Co-teaching |" in res.output and "| DCMH |" not in res.output
+    res = invoke("table", "--results", res_dir, "--strategy", "elr")
+    assert res.exit_code != 0 and "--strategy elr" in res.output, res.output
+    res = invoke("table", "--results", res_dir, "--strategy", "bogus")
+    assert res.exit_code != 0 and "unknown strategy 'bogus'" in res.output, res.output
+
+
 def test_table_robustness(results):
     res = invoke(
         "table", "--results", results, "--preset", "fast", "--robustness", "--label", "nrch-nogmm=NRCH w/o GMM"

@@ -577,6 +577,52 @@ def test_layouts_move_cells_without_changing_them(fast):
         fast.views(rows="method", columns="method,bits")
 
 
+def test_strategy_axis_pivots_method_plus_strategy_rows_without_changing_cells():
+    """Issue 15: ``--columns strategy`` = base methods × strategies; the same cells as the rows
+    ``DCMH + ELR``; a pair never run is ``—``; ``strategies`` filters like the other axes."""
+    recs = [
+        make_record(m, 16, r, s, strategy=st)
+        for m, sts in (("dcmh", ("none", "elr", "gmm-select")), ("nrch-nodns", ("none", "gmm-select")))
+        for st in sts
+        for r in (0.2, 0.8)
+        for s in SEEDS
+    ]
+    recs += [make_record("nrch", 16, r, s) for r in (0.2, 0.8) for s in SEEDS]
+    (b,) = leaderboard(recs)
+    default = b.views()[0].text("text")
+    assert {"DCMH + ELR", "DCMH + GMM-select", "NRCH-nodns + GMM-select", "NRCH"} <= set(default.index)
+    per_cell = b.views(rows="method", columns="strategy")
+    assert [v.heading.rsplit(" · ", 1)[-1] for v in per_cell] == ["16 bits, η=0.2", "16 bits, η=0.8"]
+    t = per_cell[1].text("text")
+    assert list(t.columns) == ["none", "ELR", "GMM-select"]  # the base method first, then by name
+    assert list(t.index) == ["DCMH", "NRCH", "NRCH-nodns", "chance"]
+    assert t.loc["DCMH", "ELR"] == default.loc["DCMH + ELR", ("16 bits", "η=0.8")]
+    assert t.loc["NRCH-nodns", "GMM-select"] == default.loc["NRCH-nodns + GMM-select", ("16 bits", "η=0.8")]
+    assert t.loc["NRCH", "none"] == default.loc["NRCH", ("16 bits", "η=0.8")]
+    assert t.loc["NRCH", "ELR"] == "—" and t.loc["NRCH-nodns", "ELR"] == "—"
+    assert set(t.loc["chance"]) == {default.loc["chance", ("16 bits", "η=0.8")]}
+    assert "— : not run." in per_cell[1].notes
+    # one table per base method: rows are its strategies
+    per_method = b.views(rows="strategy", columns="noise")
+    assert [v.heading.rsplit(" · ", 1)[-1] for v in per_method] == [
+        "DCMH, 16 bits",
+        "NRCH, 16 bits",
+        "NRCH-nodns, 16 bits",
+    ]
+    assert list(per_method[0].text("text").index) == ["none", "ELR", "GMM-select"]
+    (grouped,) = b.views(rows="method,strategy", columns="bits,noise")
+    g = grouped.text("text")
+    assert ("NRCH", "ELR") not in g.index and g.loc[("chance", ""), ("16 bits", "η=0.2")] == default.loc[
+        "chance", ("16 bits", "η=0.2")
+    ]
+    assert g.loc[("DCMH", "ELR"), ("16 bits", "η=0.2")] == default.loc["DCMH + ELR", ("16 bits", "η=0.2")]
+    # the filter
+    (only,) = leaderboard(recs, strategies=["none", "GMM-select"])
+    assert set(only.rows["strategy"]) == {"none", "gmm-select"}
+    with pytest.raises(ConfigError, match="unknown strategy 'bogus'"):
+        leaderboard(recs, strategies=["bogus"])
+
+
 # --------------------------------------------------------------------------- rendering
 
 

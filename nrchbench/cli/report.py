@@ -26,6 +26,13 @@ def _results_option(f):
 
 
 def _filters(f):
+    f = flag(
+        "--strategy",
+        "strategies",
+        command=f.__name__,
+        default=None,
+        help="Only these training strategies, e.g. none,gmm-select (none: the base methods as they are).",
+    )(f)
     f = click.option("--noise", "noise_rates", default=None, help="Only these noise rates, e.g. 0.2,0.8.")(f)
     f = click.option("--bits", default=None, help="Only these code lengths, e.g. 16,64.")(f)
     f = flag("--method", "methods", command=f.__name__, default=None, help="Only these methods, e.g. nrch,dcmh.")(f)
@@ -45,7 +52,7 @@ def _list(value: str | None, cast, what: str) -> list | None:
         raise ConfigError(f"{what} {value!r}: expected a comma-separated list, e.g. {what} 16,64") from None
 
 
-def _selection(dataset, preset, split, noise_model, methods, bits, noise_rates) -> dict:
+def _selection(dataset, preset, split, noise_model, methods, bits, noise_rates, strategies) -> dict:
     return {
         "dataset": dataset,
         "preset": preset,
@@ -54,6 +61,7 @@ def _selection(dataset, preset, split, noise_model, methods, bits, noise_rates) 
         "methods": _list(methods, str.strip, "--method"),
         "bits": _list(bits, int, "--bits"),
         "noise_rates": _list(noise_rates, float, "--noise"),
+        "strategies": _list(strategies, str.strip, "--strategy"),
     }
 
 
@@ -70,7 +78,7 @@ def _load(results: Path) -> list:
 
 
 def _nothing(results: Path, selection: dict) -> NrchbenchError:
-    flags = {"methods": "--method", "noise_rates": "--noise"}
+    flags = {"methods": "--method", "noise_rates": "--noise", "strategies": "--strategy"}
     given = " ".join(
         f"{flags.get(k, '--' + k.replace('_', '-'))} {','.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in selection.items()
@@ -97,13 +105,19 @@ def _emit(text: str, output: Path | None, what: str) -> None:
 )
 @click.option("--format", "fmt", type=_FORMATS, default="markdown", show_default=True, help="Output format.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write to FILE.")
-@click.option("--rows", default="method", show_default=True, help="Row axes: method, bits, noise.")
+@click.option(
+    "--rows",
+    default="method",
+    show_default=True,
+    help="Row axes: method, strategy, bits, noise (naming strategy splits 'DCMH + ELR' into method DCMH, strategy ELR).",
+)
 @click.option(
     "--columns",
     default="bits,noise",
     show_default=True,
     help="Column axes; an axis in neither --rows nor --columns gives one table per value "
-    "(--columns noise: one table per code length).",
+    "(--columns noise: one table per code length; --columns strategy: base methods × strategies, "
+    "one table per code length and noise rate).",
 )
 @click.option("--ci", is_flag=True, help="95% t-intervals over seeds instead of ± std.")
 @click.option("--robustness", is_flag=True, help="The robustness summary (AUC over noise rates, relative drop).")
@@ -125,6 +139,7 @@ def table(
     methods,
     bits,
     noise_rates,
+    strategies,
     direction,
     metric,
     fmt,
@@ -142,7 +157,7 @@ def table(
     from nrchbench.report import leaderboard, render
     from nrchbench.report.robustness import robustness as summarise
 
-    selection = _selection(dataset, preset, split, noise_model, methods, bits, noise_rates)
+    selection = _selection(dataset, preset, split, noise_model, methods, bits, noise_rates, strategies)
     boards = leaderboard(
         _load(results), metric=metric, direction=direction, results_dir=results, labels=labels, **selection
     )
@@ -232,12 +247,25 @@ def compare(reference, results, dataset, preset, split, noise_model, methods, me
 @click.option("--metric", default="map", show_default=True, help="Metric of the noise plot.")
 @click.option("--label", "labels", multiple=True, help="Display label: METHOD=TEXT (repeatable).")
 def plot(
-    results, out_dir, kind, dataset, preset, split, noise_model, methods, bits, noise_rates, direction, metric, labels
+    results,
+    out_dir,
+    kind,
+    dataset,
+    preset,
+    split,
+    noise_model,
+    methods,
+    bits,
+    noise_rates,
+    strategies,
+    direction,
+    metric,
+    labels,
 ):
     """Figures (PNG and PDF) from result records, sized for a paper column."""
     from nrchbench.report import plots
 
-    selection = _selection(dataset, preset, split, noise_model, methods, bits, noise_rates)
+    selection = _selection(dataset, preset, split, noise_model, methods, bits, noise_rates, strategies)
     kinds = ["noise", "selection", "loss-hist", "pr"] if kind == "all" else [kind]
     with err_console.status(f"reading the records in {results}…"):
         records = _load(results)

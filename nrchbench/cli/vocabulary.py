@@ -71,7 +71,13 @@ VOCABULARY: tuple[Flag, ...] = (
         (*SPEC, "noise inspect"),
         {"sweep": ("--seeds",), "noise inspect": ("-s",)},
     ),
-    Flag("--strategy", None, "noise-robust training strategy (or strategies)", SPEC, {"sweep": ("--strategies",)}),
+    Flag(
+        "--strategy",
+        None,
+        "noise-robust training strategy (or strategies; reports: a filter)",
+        (*SPEC, *FILTERS),
+        {"sweep": ("--strategies",)},
+    ),
     Flag(
         "--preset",
         None,

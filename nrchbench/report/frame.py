@@ -228,11 +228,14 @@ def select_records(
     methods: Sequence[str] | None = None,
     bits: Sequence[int] | None = None,
     noise_rates: Sequence[float] | None = None,
+    strategies: Sequence[str] | None = None,
 ) -> list[Record]:
     """The records matching every filter given (None: any). Noise-invariant records pass the
     noise filters: they are the same run at every noise model and rate. ``dataset`` matches
-    the name or, for a dataset given as a directory, its folder name."""
+    the name or, for a dataset given as a directory, its folder name; ``strategies`` takes
+    registry names or aliases (``none`` is the base method as is)."""
     rates = None if not noise_rates else {round(float(r), 9) for r in noise_rates}
+    wanted = _strategy_names(strategies)
     out = []
     for rec in records:
         s = rec.spec
@@ -243,10 +246,31 @@ def select_records(
             and (split is None or s.split == split)
             and (not methods or s.method in methods)
             and (not bits or s.bits in bits)
+            and (wanted is None or s.strategy in wanted)
             and (noise_model is None or not aware or s.noise_model == noise_model)
             and (rates is None or not aware or round(float(s.noise_rate or 0.0), 9) in rates)
         ):
             out.append(rec)
+    return out
+
+
+def _strategy_names(strategies: Sequence[str] | None) -> set[str] | None:
+    """Canonical strategy names of a filter (None: any).
+
+    Raises:
+        ConfigError: a name no registered strategy has.
+    """
+    if not strategies:
+        return None
+    from nrchbench.errors import ConfigError, RegistryError
+    from nrchbench.registry import STRATEGIES
+
+    out = set()
+    for name in strategies:
+        try:
+            out.add(STRATEGIES.canonical(name))
+        except RegistryError as exc:
+            raise ConfigError(f"strategy filter: {exc}") from None
     return out
 
 

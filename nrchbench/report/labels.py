@@ -26,6 +26,7 @@ __all__ = [
     "method_label",
     "metric_label",
     "non_default",
+    "strategy_label",
 ]
 
 DIRECTION_NAMES = {
@@ -135,11 +136,23 @@ def method_label(
     if shown:
         text += f" ({_params_text(shown)})"
     if strategy and strategy != "none":
-        text += f" + {labels.get(strategy, _name(strategy))}"
-        shown_st = _non_default_strategy(strategy, strategy_params or {})
-        if shown_st:
-            text += f" ({_params_text(dict(sorted(shown_st.items())))})"
+        text += " + " + strategy_label(strategy, strategy_params, labels)
     return labels.get(text, text)
+
+
+def strategy_label(
+    strategy: str, params: Mapping[str, Any] | None = None, labels: Mapping[str, str] | None = None
+) -> str:
+    """A training strategy as people write it: ``GMM-select``, ``ELR (lam=3)``; ``none`` for the
+    base method as is (a table's strategy axis)."""
+    labels = labels or {}
+    if not strategy or strategy == "none":
+        return labels.get("none", "none")
+    text = labels.get(strategy, _name(strategy))
+    shown = _non_default_strategy(strategy, params or {})
+    if shown:
+        text += f" ({_params_text(dict(sorted(shown.items())))})"
+    return text
 
 
 def _non_default_strategy(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,26 +1,39 @@
-"""Table layouts: which of method, code length and noise rate go to rows, columns or separate tables.
+"""Table layouts: which of method, strategy, code length and noise rate go to rows, columns or
+separate tables.
 
 Papers print the same numbers as methods × (bits × noise), one table per code length
 (methods × noise), one per noise rate (methods × bits), or transposed. A layout only moves
 cells: a missing cell stays missing, and the columns are the grid's values, nothing more.
+
+The training strategy is an axis only when a layout names it (``--columns strategy``: base
+methods × strategies, one table per code length and noise rate); otherwise it stays part of
+the method configuration (rows ``DCMH + ELR``) and never splits a table.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from nrchbench.errors import ConfigError
+from nrchbench.report.identity import ROW_KEYS
+from nrchbench.report.labels import method_label, strategy_label
 from nrchbench.report.render import Cell
 
-__all__ = ["AXES", "parse_layout", "pivot"]
+__all__ = ["AXES", "CHANCE", "by_strategy", "parse_layout", "pivot", "row_labels"]
 
-AXES = ("method", "bits", "noise")
-_HINT = "use method, bits and noise, e.g. --rows method --columns noise (one table per code length)"
-_COLUMN = {"method": "row", "bits": "bits", "noise": "noise_rate"}
+CHANCE = "chance"  # the row of a random ranking's level
+
+AXES = ("method", "strategy", "bits", "noise")
+_HINT = (
+    "use method, strategy, bits and noise, e.g. --rows method --columns noise (one table per code length) "
+    "or --rows method --columns strategy (base methods × strategies)"
+)
+_COLUMN = {"method": "row", "strategy": "strategy", "bits": "bits", "noise": "noise_rate"}
 _NAN = -1.0  # pivot cannot key on NaN (the noise rate of a noise-invariant-only table)
 
 
@@ -54,19 +67,21 @@ def pivot(
     slots: pd.DataFrame,
     rows: Sequence[str],
     columns: Sequence[str],
-    order: Callable[[Hashable], Any],
-    label: Callable[[Hashable], str],
+    order: Mapping[str, Callable[[Hashable], Any]],
+    label: Mapping[str, Callable[[Hashable], str]],
 ) -> list[tuple[Any, pd.DataFrame]]:
-    """``slots`` (one row per ``row`` id, ``bits``, ``noise_rate`` with a ``cell``) as wide
-    tables of the layout: ``[(split value or "", DataFrame of Cell)]``.
+    """``slots`` (one row per ``row`` id, ``bits``, ``noise_rate`` — and ``strategy`` when the
+    layout names that axis — with a ``cell``) as wide tables of the layout:
+    ``[(split value or "", DataFrame of Cell)]``.
 
-    ``order``/``label``: sort key and display text of a row id.
+    ``order``/``label``: per axis ``method`` (and ``strategy``), the sort key and display text
+    of a value.
     """
     rows, columns = parse_layout(rows, columns)
-    split = [a for a in AXES if a not in rows and a not in columns]
+    split = [a for a in AXES if a not in rows and a not in columns and a != "strategy"]
     slots = slots.assign(noise_rate=slots["noise_rate"].fillna(_NAN))
-    sort = {"method": order, "bits": int, "noise": float}
-    show = {"method": label, "bits": lambda b: f"{b} bits", "noise": _rate}
+    sort = {"bits": int, "noise": float, **order}
+    show = {"bits": lambda b: f"{b} bits", "noise": _rate, **label}
 
     def key(axes: Sequence[str], values: Any) -> tuple:
         values = values if isinstance(values, tuple) else (values,)
@@ -90,3 +105,57 @@ def pivot(
         wide.columns = pd.Index([display(columns, v) for v in wide.columns], tupleize_cols=True)
         out.append((display(split, values) if split else "", wide))
     return out
+
+
+def row_labels(rows: pd.DataFrame, labels: Mapping[str, str]) -> pd.Series:
+    """Human labels; rows that would share one also name the resolved parameters they differ in."""
+    base = pd.Series(
+        [
+            method_label(r.method, json.loads(r.params), r.strategy, json.loads(r.strategy_params), labels)
+            for r in rows.itertuples()
+        ],
+        index=rows.index,
+    )
+    for _, same in rows.groupby(base, sort=False):
+        if len(same) < 2:
+            continue
+        resolved = [json.loads(r) for r in same["resolved_params"]]
+        keys = sorted({k for r in resolved for k in r if len({json.dumps(x.get(k)) for x in resolved}) > 1})
+        for idx, r in zip(same.index, resolved, strict=True):
+            base[idx] += " [" + ", ".join(f"{k}={r.get(k)}" for k in keys) + "]"
+    return base + rows["invariant"].map({True: "†", False: ""})
+
+
+def by_strategy(
+    slots: pd.DataFrame, rows: pd.DataFrame, labels: Mapping[str, str], *, spread_chance: bool
+) -> tuple[pd.DataFrame, dict, dict, bool]:
+    """``slots`` keyed by base method configuration (``row``) and ``strategy``, with the sort
+    keys and labels of both axes, and whether some base × strategy pair has no record. The
+    chance row is repeated under every strategy when the strategies are columns."""
+    base_keys = [k for k in ROW_KEYS if k not in ("strategy", "strategy_params")]
+    base = pd.Series(["|".join(map(str, k)) for k in rows[base_keys].itertuples(index=False)], index=rows.index)
+    strategy = pd.Series(
+        ["|".join(map(str, k)) for k in rows[["strategy", "strategy_params"]].itertuples(index=False)],
+        index=rows.index,
+    )
+    plain = rows.assign(strategy="none", strategy_params="{}", base=base).drop_duplicates("base")
+    base_label = dict(zip(plain["base"], row_labels(plain, labels), strict=True))
+    st_label = {
+        k: strategy_label(r.strategy, json.loads(r.strategy_params), labels)
+        for k, r in zip(strategy, rows.itertuples(), strict=True)
+    }
+    chance = slots["row"] == CHANCE
+    out = slots[~chance].assign(strategy=slots.loc[~chance, "row"].map(strategy), row=slots["row"].map(base))
+    keys = list(dict.fromkeys(strategy))
+    if chance.any():  # under every strategy column, or one row with no strategy
+        spread = keys if spread_chance else [""]
+        out = pd.concat([out, *(slots[chance].assign(strategy=k) for k in spread)], ignore_index=True)
+        st_label[""] = ""
+    base_order = {k: i for i, k in enumerate([*dict.fromkeys(base), CHANCE])}
+    orders = {
+        "method": base_order.__getitem__,
+        "strategy": lambda k: (k.split("|")[0] != "none", st_label[k].casefold(), k),
+    }
+    shows = {"method": {**base_label, CHANCE: CHANCE}.__getitem__, "strategy": st_label.__getitem__}
+    empty = len(set(zip(base, strategy, strict=True))) < len(set(base)) * len(set(strategy))
+    return out, orders, shows, empty

@@ -10,7 +10,6 @@ transposed) without changing a number.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import math
 import re
@@ -34,8 +33,8 @@ from nrchbench.report.frame import (
     select_records,
 )
 from nrchbench.report.identity import ROW_KEYS, TABLE_KEYS, TableIdentity, distinct_keys
-from nrchbench.report.labels import method_label, parse_labels
-from nrchbench.report.layout import parse_layout, pivot
+from nrchbench.report.labels import parse_labels
+from nrchbench.report.layout import CHANCE, by_strategy, parse_layout, pivot, row_labels
 from nrchbench.report.render import Cell, View
 from nrchbench.report.stats import ALPHA, MIN_SEEDS, aggregate, mark
 
@@ -43,7 +42,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Leaderboard", "leaderboard", "metric_direction"]
 
-CHANCE = "chance"
 # Metrics whose value under a random ranking is the mean fraction of relevant items (``chance``).
 _CHANCE_METRICS = re.compile(r"^(map|map_tie|precision@\d+)$")
 
@@ -95,6 +93,7 @@ class Leaderboard:
     heading: str = ""
     precision: int = 3
     frame: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    labels: dict[str, str] = field(default_factory=dict)  # display labels asked for (``--label``)
 
     # ----------------------------------------------------------------- words
     def rule(self) -> str:
@@ -173,22 +172,31 @@ class Leaderboard:
         self, rows: Sequence[str] = ("method",), columns: Sequence[str] = ("bits", "noise"), *, ci: bool = False
     ) -> list[View]:
         """The table in a layout (:mod:`.layout`): ``rows`` and ``columns`` take axes of
-        ``method``, ``bits``, ``noise``; an axis in neither splits it into one table per value
-        (the chance row goes with the methods)."""
+        ``method``, ``strategy``, ``bits``, ``noise``; an axis in neither splits it into one table
+        per value (the chance row goes with the methods). Naming ``strategy`` makes ``method``
+        the base method configuration and the strategy an axis of its own (``--columns
+        strategy``: base methods × strategies); otherwise the strategy is part of each row."""
+        r, c = parse_layout(rows, columns)
         slots = self._slots()
-        if "method" not in {*parse_layout(rows, columns)[0], *parse_layout(rows, columns)[1]}:
+        if "method" not in {*r, *c}:
             slots = slots[slots["row"] != CHANCE]  # a chance level per split value: no table of its own
         labels = {**self.rows["label"].to_dict(), CHANCE: CHANCE}
-        order = {r: i for i, r in enumerate([*self.rows.index, CHANCE])}
+        order = {k: i for i, k in enumerate([*self.rows.index, CHANCE])}
+        orders, shows = {"method": order.__getitem__}, {"method": labels.__getitem__}
+        notes = self.notes()
+        if "strategy" in {*r, *c}:
+            slots, orders, shows, empty = by_strategy(slots, self.rows, self.labels, spread_chance="strategy" in c)
+            if empty and "— : not run." not in notes:
+                notes.append("— : not run.")
         out = []
-        for suffix, wide in pivot(slots, rows, columns, order.__getitem__, labels.__getitem__):
+        for suffix, wide in pivot(slots, r, c, orders, shows):
             words = ", ".join(suffix) if isinstance(suffix, tuple) else suffix
             out.append(
                 View(
                     heading=self.heading + (f" · {words}" if words else ""),
                     caption=self.caption(ci),
                     table=wide,
-                    notes=self.notes(),
+                    notes=notes,
                     usual_n=self.usual_n,
                     precision=self.precision,
                     ci=ci,
@@ -240,31 +248,12 @@ def _directions(direction: str | Sequence[str]) -> list[str]:
     return dirs
 
 
-def _row_labels(rows: pd.DataFrame, labels: Mapping[str, str]) -> pd.Series:
-    """Human labels; rows that would share one also name the resolved parameters they differ in."""
-    base = pd.Series(
-        [
-            method_label(r.method, json.loads(r.params), r.strategy, json.loads(r.strategy_params), labels)
-            for r in rows.itertuples()
-        ],
-        index=rows.index,
-    )
-    for _, same in rows.groupby(base, sort=False):
-        if len(same) < 2:
-            continue
-        resolved = [json.loads(r) for r in same["resolved_params"]]
-        keys = sorted({k for r in resolved for k in r if len({json.dumps(x.get(k)) for x in resolved}) > 1})
-        for idx, r in zip(same.index, resolved, strict=True):
-            base[idx] += " [" + ", ".join(f"{k}={r.get(k)}" for k in keys) + "]"
-    return base + rows["invariant"].map({True: "†", False: ""})
-
-
 def _build(
     frame: pd.DataFrame, identity: TableIdentity, higher: bool, grid: list, precision: int, labels
 ) -> Leaderboard:
     rows = frame.drop_duplicates(list(ROW_KEYS))[[*ROW_KEYS, "invariant"]]
     rows.index = pd.Index(["|".join(map(str, k)) for k in rows[list(ROW_KEYS)].itertuples(index=False)], name="row")
-    rows = rows.assign(label=_row_labels(rows, labels))
+    rows = rows.assign(label=row_labels(rows, labels))
     rows = rows.sort_values("label", key=lambda s: s.str.casefold(), kind="stable")
     frame = frame.assign(row=["|".join(map(str, k)) for k in frame[list(ROW_KEYS)].itertuples(index=False)])
     cells = aggregate(frame, ["row", "bits", "noise_rate"])
@@ -294,6 +283,7 @@ def _build(
         versions_note=versions_note(zip(used["code_version"], used["created"], strict=True)),
         precision=precision,
         frame=frame,
+        labels=dict(labels),
     )
 
 
@@ -329,6 +319,7 @@ def leaderboard(
     methods: Sequence[str] | None = None,
     bits: Sequence[int] | None = None,
     noise_rates: Sequence[float] | None = None,
+    strategies: Sequence[str] | None = None,
     results_dir: str | Path | None = None,
     labels: Mapping[str, str] | Sequence[str] | None = None,
     precision: int = 3,
@@ -344,6 +335,8 @@ def leaderboard(
         dataset, preset, split, noise_model, methods: keep only these (None: all; one table
             per distinct identity). Noise-invariant runs join every noise model.
         bits, noise_rates: keep only these, and make the columns exactly their product.
+        strategies: keep only runs under these training strategies (``none``: the base
+            methods as they are).
         results_dir: where the records live; a record lacking ``metric`` is evaluated again
             from its saved codes there (None: never).
         labels: display labels for registry names (``{"nrch-nogmm": "NRCH w/o GMM"}``).
@@ -356,7 +349,9 @@ def leaderboard(
     """
     higher = metric_direction(metric)
     dirs = _directions(direction)
-    records = select_records(records, dataset=dataset, preset=preset, split=split, methods=methods, bits=bits)
+    records = select_records(
+        records, dataset=dataset, preset=preset, split=split, methods=methods, bits=bits, strategies=strategies
+    )
     frame = record_frame(records, metric, dirs, results_dir=results_dir)
     if metric in TRAINING_METRICS:  # rows only for the methods and strategies that select or weight
         frame = frame[frame["state"] != "not computed"]
