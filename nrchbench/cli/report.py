@@ -52,7 +52,8 @@ def _list(value: str | None, cast, what: str) -> list | None:
         raise ConfigError(f"{what} {value!r}: expected a comma-separated list, e.g. {what} 16,64") from None
 
 
-def _selection(dataset, preset, split, noise_model, methods, bits, noise_rates, strategies) -> dict:
+def _selection(*, dataset, preset, split, noise_model, methods, bits, noise_rates, strategies) -> dict:
+    """The record filters of ``_filters``' options, lists parsed."""
     return {
         "dataset": dataset,
         "preset": preset,
@@ -132,14 +133,6 @@ def _emit(text: str, output: Path | None, what: str) -> None:
 @click.option("--label", "labels", multiple=True, help="Display label: METHOD=TEXT (repeatable).")
 def table(
     results,
-    dataset,
-    preset,
-    split,
-    noise_model,
-    methods,
-    bits,
-    noise_rates,
-    strategies,
     direction,
     metric,
     fmt,
@@ -151,13 +144,14 @@ def table(
     fit,
     width,
     labels,
+    **filters,
 ):
     """Leaderboards: rows = method configurations, columns = bits × noise rate, cells = mean ± std
     over seeds; bold only what a paired test over seeds finds best (with 3 or more seeds)."""
     from nrchbench.report import leaderboard, render
     from nrchbench.report.robustness import robustness as summarise
 
-    selection = _selection(dataset, preset, split, noise_model, methods, bits, noise_rates, strategies)
+    selection = _selection(**filters)
     boards = leaderboard(
         _load(results), metric=metric, direction=direction, results_dir=results, labels=labels, **selection
     )
@@ -246,26 +240,11 @@ def compare(reference, results, dataset, preset, split, noise_model, methods, me
 @click.option("--direction", type=_DIRECTIONS, default="avg", show_default=True, help="Direction of the noise plot.")
 @click.option("--metric", default="map", show_default=True, help="Metric of the noise plot.")
 @click.option("--label", "labels", multiple=True, help="Display label: METHOD=TEXT (repeatable).")
-def plot(
-    results,
-    out_dir,
-    kind,
-    dataset,
-    preset,
-    split,
-    noise_model,
-    methods,
-    bits,
-    noise_rates,
-    strategies,
-    direction,
-    metric,
-    labels,
-):
+def plot(results, out_dir, kind, direction, metric, labels, **filters):
     """Figures (PNG and PDF) from result records, sized for a paper column."""
     from nrchbench.report import plots
 
-    selection = _selection(dataset, preset, split, noise_model, methods, bits, noise_rates, strategies)
+    selection = _selection(**filters)
     kinds = ["noise", "selection", "loss-hist", "pr"] if kind == "all" else [kind]
     with err_console.status(f"reading the records in {results}…"):
         records = _load(results)
