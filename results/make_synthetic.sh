@@ -26,6 +26,11 @@ if [ "${1:-}" = "--full" ]; then
   S=(--method "$STUDY" --noise 0.2,0.5,0.8 --direction avg)
   "${T[@]}" "${S[@]}" --metric map --rows method --columns strategy --format markdown -o "$OUT/strategies_map.md"
   "${T[@]}" "${S[@]}" --metric map --format csv -o "$OUT/strategies_map.csv"
+  "${T[@]}" "${S[@]}" --metric map --rows method --columns strategy --versus base --format markdown \
+    -o "$OUT/strategies_versus_base.md"
+  # NRCH's own separator (nrch, nrch-nogmm) against the generic one on the same base, paired over seeds
+  "${T[@]}" --method nrch,nrch-nogmm,nrch-nodns --strategy none,gmm-select --noise 0.2,0.5,0.8 --direction avg \
+    --metric map --versus "NRCH-nodns + GMM-select" --format markdown -o "$OUT/separator_versus_gmm.md"
   for metric in sel_precision sel_recall; do
     "${T[@]}" "${S[@]}" --metric "$metric" --format markdown -o "$OUT/selection_${metric}.md"
   done

@@ -23,6 +23,11 @@ done
 S=(--noise-model one-swap --method nrch,nrch-nogmm,nrch-nodns,dcmh --direction avg)
 "${T[@]}" "${N[@]}" "${S[@]}" --metric map --rows method --columns strategy --format markdown -o "$OUT/strategies_map.md"
 "${T[@]}" "${N[@]}" "${S[@]}" --metric map --format csv -o "$OUT/strategies_map.csv"
+"${T[@]}" "${N[@]}" "${S[@]}" --metric map --rows method --columns strategy --versus base --format markdown \
+  -o "$OUT/strategies_versus_base.md"
+# NRCH's own separator (nrch, nrch-nogmm) against the generic one on the same base, paired over seeds
+"${T[@]}" "${N[@]}" --noise-model one-swap --method nrch,nrch-nogmm,nrch-nodns --strategy none,gmm-select --direction avg \
+  --metric map --versus "NRCH-nodns + GMM-select" --format markdown -o "$OUT/separator_versus_gmm.md"
 # ... and how clean is what each separator keeps (last epoch, against the clean mask)
 for metric in sel_precision sel_recall; do
   "${T[@]}" "${N[@]}" --noise-model one-swap --method nrch,nrch-nogmm,nrch-nodns,dcmh --direction avg --metric "$metric" \

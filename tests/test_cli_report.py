@@ -76,6 +76,16 @@ def test_table_strategy_axis_and_filter(tmp_path):
     assert res.exit_code != 0 and "unknown strategy 'bogus'" in res.output, res.output
 
 
+def test_table_versus(tmp_path):
+    recs = [make_record("dcmh", 16, 0.5, s, strategy=st) for st in ("none", "coteaching") for s in SEEDS]
+    res_dir = write_records(tmp_path, recs)
+    res = invoke("table", "--results", res_dir, "--versus", "base")
+    assert res.exit_code == 0, res.output
+    assert "(ref) |" in res.output and "better/worse than its own base method" in res.output
+    res = invoke("table", "--results", res_dir, "--versus", "dcmh", "--robustness")
+    assert res.exit_code != 0 and "drop --robustness or --versus" in res.output, res.output
+
+
 def test_table_robustness(results):
     res = invoke(
         "table", "--results", results, "--preset", "fast", "--robustness", "--label", "nrch-nogmm=NRCH w/o GMM"

@@ -123,6 +123,13 @@ def _emit(text: str, output: Path | None, what: str) -> None:
 @click.option("--ci", is_flag=True, help="95% t-intervals over seeds instead of ± std.")
 @click.option("--robustness", is_flag=True, help="The robustness summary (AUC over noise rates, relative drop).")
 @click.option(
+    "--versus",
+    default=None,
+    metavar="REF",
+    help="Mark rows ↑/↓ where a two-sided paired t-test over seeds finds them better/worse than REF: a row label "
+    "('NRCH-nodns + GMM-select'), a method name, or 'base' (each row against its own base without a strategy).",
+)
+@click.option(
     "--fit",
     type=click.Choice(["none", "resize", "split"]),
     default="none",
@@ -141,6 +148,7 @@ def table(
     columns,
     ci,
     robustness,
+    versus,
     fit,
     width,
     labels,
@@ -157,6 +165,12 @@ def table(
     )
     if not boards:
         raise _nothing(results, selection)
+    if versus is not None:
+        if robustness:
+            raise ConfigError("--versus marks a leaderboard's cells; drop --robustness or --versus")
+        from nrchbench.report.versus import against
+
+        boards = [against(b, versus) for b in boards]
     tables = boards
     if robustness:
         tables = [r for r in map(summarise, boards) if r is not None]

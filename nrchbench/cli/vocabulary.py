@@ -135,6 +135,7 @@ VOCABULARY: tuple[Flag, ...] = (
     Flag("--columns", None, "column axes of the table", ("table",)),
     Flag("--ci", None, "95% t-intervals instead of ± std", ("table",)),
     Flag("--robustness", None, "the robustness summary", ("table",)),
+    Flag("--versus", None, "mark rows better/worse than a reference row (paired test)", ("table",)),
     Flag("--fit", None, "LaTeX width handling: none, resize, split", ("table",)),
     Flag("--width", None, "LaTeX split width in pt", ("table",)),
     Flag("--reference", None, "'paper' or a reference CSV", ("compare",)),

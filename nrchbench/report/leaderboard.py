@@ -74,8 +74,9 @@ class Leaderboard:
 
     ``rows`` (index: row id) holds each method configuration's keys, ``label`` and
     ``invariant``; ``cells`` is long, one row per (row, bits, noise_rate) with ``mean``,
-    ``std``, ``n``, ``ci_low``/``ci_high``, ``state``, ``mark``, ``p_vs_best``; ``grid`` the
-    (bits, noise rate) columns; ``chance`` the chance level per grid column.
+    ``std``, ``n``, ``ci_low``/``ci_high``, ``state``, ``mark``, ``p_vs_best`` (and
+    ``p_vs_ref`` after :func:`.versus.against`); ``grid`` the (bits, noise rate) columns;
+    ``chance`` the chance level per grid column.
     """
 
     identity: TableIdentity
@@ -94,10 +95,17 @@ class Leaderboard:
     precision: int = 3
     frame: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     labels: dict[str, str] = field(default_factory=dict)  # display labels asked for (``--label``)
+    versus: str = ""  # marks against this reference row instead of the best (:mod:`.versus`)
 
     # ----------------------------------------------------------------- words
     def rule(self) -> str:
         """How the marks were given (stated in every caption)."""
+        if self.versus:
+            return (
+                f"↑/↓: significantly better/worse than {self.versus} (two-sided paired t-test over seeds — same "
+                f"seed, same noisy labels — p < {ALPHA}); no mark: the test cannot tell the difference from seed "
+                "noise (each column tests several rows: an occasional mark is expected by chance)"
+            )
         if self.significance == "paired-t":
             return (
                 f"Bold: significantly best (one-sided paired t-test over seeds — same seed, same noisy labels — "
@@ -216,7 +224,9 @@ class Leaderboard:
         slots = self._slots()
         rows = self.rows.reindex(slots["row"]).reset_index(drop=True)
         rows.loc[slots["row"].to_numpy() == CHANCE, ["method", "label", "invariant"]] = [CHANCE, CHANCE, False]
-        cells = slots.merge(self.cells[["row", "bits", "noise_rate", "p_vs_best"]], how="left")
+        cells = slots.merge(
+            self.cells.reindex(columns=["row", "bits", "noise_rate", "p_vs_best", "p_vs_ref"]), how="left"
+        )
         c = slots["cell"]
         return pd.DataFrame(
             {
@@ -232,6 +242,8 @@ class Leaderboard:
                 "state": [x.state for x in c],
                 "mark": [x.mark for x in c],
                 "p_vs_best": cells["p_vs_best"],
+                "versus": self.versus,
+                "p_vs_ref": cells["p_vs_ref"],
                 "significance": self.significance,
             }
         )

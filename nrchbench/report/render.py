@@ -26,6 +26,8 @@ FITS = ("none", "resize", "split")
 _LATEX_SYMBOLS = {
     "±": r"$\pm$",
     "≈": r"$\approx$",
+    "↑": r"$\uparrow$",
+    "↓": r"$\downarrow$",
     "†": r"\textsuperscript{\dag}",
     "η": r"$\eta$",
     "α": r"$\alpha$",
@@ -40,6 +42,7 @@ _LATEX_SYMBOLS = {
     ">": r"$>$",
 }
 _SYMBOLS = re.compile("|".join(map(re.escape, _LATEX_SYMBOLS)))
+_MARK_SUFFIX = {"tie": " ≈", "better": " ↑", "worse": " ↓", "reference": " (ref)"}
 _STATE_TEXT = {"missing": DASH, "failed": "failed", "not computed": "not computed", "undefined": "undefined"}
 
 
@@ -88,8 +91,8 @@ class Cell:
             core += f" ± {num(self.std)}"
         if style == "markdown" and self.mark in ("best", "second"):
             core = f"**{core}**" if self.mark == "best" else f"_{core}_"
-        if self.mark == "tie":
-            core += " ≈"
+        if self.mark in _MARK_SUFFIX:
+            core += _MARK_SUFFIX[self.mark]
         if self.n != usual_n:
             core += f" (n={self.n})"
         return core
