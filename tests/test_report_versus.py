@@ -13,7 +13,7 @@ from test_report import cell, make_record, seeds_records
 from nrchbench.errors import ConfigError
 from nrchbench.report import leaderboard, render
 from nrchbench.report.render import to_latex, to_markdown
-from nrchbench.report.versus import against
+from nrchbench.report.versus import against, against_each
 
 RNG = np.random.default_rng(7)
 BASE = 0.6 + RNG.normal(0, 0.03, 5)  # the seed moves every row alike (same noisy labels)
@@ -96,3 +96,13 @@ def test_noise_invariant_rows_are_not_compared():
     (b,) = leaderboard(recs)
     v = against(b, "nrch")
     assert cell(v, "djsrh", 16, 0.5)["mark"] == ""
+
+
+def test_tables_without_the_reference_are_left_out(caplog):
+    recs = _recs() + [make_record("dcmh", 16, 0.5, s, noise_model="instance") for s in range(5)]
+    boards = leaderboard(recs)
+    assert len(boards) == 2
+    (v,) = against_each(boards, "nrch")
+    assert v.identity.noise_model == "one-swap" and "left out" in caplog.text
+    with pytest.raises(ConfigError, match="matches no row"):
+        against_each(boards, "oracle")

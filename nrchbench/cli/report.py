@@ -168,9 +168,9 @@ def table(
     if versus is not None:
         if robustness:
             raise ConfigError("--versus marks a leaderboard's cells; drop --robustness or --versus")
-        from nrchbench.report.versus import against
+        from nrchbench.report.versus import against_each
 
-        boards = [against(b, versus) for b in boards]
+        boards = against_each(boards, versus)
     tables = boards
     if robustness:
         tables = [r for r in map(summarise, boards) if r is not None]

@@ -21,8 +21,9 @@ tests several rows: at α = 0.05 an occasional mark is expected by chance alone.
 from __future__ import annotations
 
 import json
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -34,7 +35,9 @@ from nrchbench.report.stats import ALPHA, MIN_SEEDS, paired_p
 if TYPE_CHECKING:
     from nrchbench.report.leaderboard import Leaderboard
 
-__all__ = ["against", "reference_rows"]
+__all__ = ["against", "against_each", "reference_rows"]
+
+log = logging.getLogger(__name__)
 
 BASE = "base"
 
@@ -122,6 +125,26 @@ def against(board: Leaderboard, ref: str) -> Leaderboard:
     else:
         words = board.rows.loc[next(iter(refs.values())), "label"]
     return replace(board, cells=cells, versus=words)
+
+
+def against_each(boards: Iterable[Leaderboard], ref: str) -> list[Leaderboard]:
+    """:func:`against` on every table that has ``ref``; the others (another noise model, a
+    dataset without the reference row) are left out with a warning.
+
+    Raises:
+        ConfigError: no table has ``ref`` (the first table's reason).
+    """
+    out, errors = [], []
+    for board in boards:
+        try:
+            out.append(against(board, ref))
+        except ConfigError as exc:
+            errors.append((board.heading, str(exc)))
+    if not out:
+        raise ConfigError(errors[0][1] if errors else f"--versus {ref!r}: no table to compare in")
+    for heading, why in errors:
+        log.warning("%s: left out: %s", heading, why)
+    return out
 
 
 def _key(rate: float) -> float:
