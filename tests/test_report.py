@@ -826,3 +826,18 @@ def test_plots_write_png_and_pdf_in_a_folder_per_dataset(records, tmp_path):
         for p in paths:
             assert p.parent == tmp_path / "mirflickr" and p.stat().st_size > 0
             assert re.fullmatch(r"[a-z@-]+(_[A-Za-z0-9@.=+-]+)+\.png", p.name), p.name
+
+
+def test_the_same_records_give_the_same_figure_bytes(records, tmp_path, monkeypatch):
+    """Committed figures do not churn: no creation date in the PDF (the clock moves between writes)."""
+    import time as _time
+
+    from nrchbench.report import plots
+
+    recs = [r for r in records if r.spec.bits == 16 and r.spec.noise_rate in (None, 0.2, 0.8)]
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)  # unset: matplotlib stamps the current time
+    one = plots.plot_kinds(recs, tmp_path / "a", ["noise"], preset="fast", formats=("pdf", "png"))["noise"]
+    later = _time.time() + 3600
+    monkeypatch.setattr(_time, "time", lambda: later)
+    two = plots.plot_kinds(recs, tmp_path / "b", ["noise"], preset="fast", formats=("pdf", "png"))["noise"]
+    assert [p.read_bytes() for p in one] == [p.read_bytes() for p in two]

@@ -102,6 +102,8 @@ def save(fig: Figure, out_dir: str | Path, identity: TableIdentity, name: str, f
     with mpl.rc_context(STYLE):  # pdf.fonttype is read when saving
         for fmt in formats:
             path = folder / f"{name}.{fmt}"
-            fig.savefig(path, format=fmt, dpi=300, bbox_inches="tight", pad_inches=0.02)
+            # no creation date: the same records give the same bytes (committed figures do not churn)
+            meta = {"CreationDate": None} if fmt == "pdf" else {}
+            fig.savefig(path, format=fmt, dpi=300, bbox_inches="tight", pad_inches=0.02, metadata=meta)
             paths.append(path)
     return paths
