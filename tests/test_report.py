@@ -841,3 +841,27 @@ def test_the_same_records_give_the_same_figure_bytes(records, tmp_path, monkeypa
     monkeypatch.setattr(_time, "time", lambda: later)
     two = plots.plot_kinds(recs, tmp_path / "b", ["noise"], preset="fast", formats=("pdf", "png"))["noise"]
     assert [p.read_bytes() for p in one] == [p.read_bytes() for p in two]
+
+
+def test_diagnostic_figures_keep_strategies_apart():
+    """Two strategies on one base are two figures (their names used to collide: the last overwrote the first)."""
+    from nrchbench.report.diagnostics_plots import loss_histogram_figures, selection_figures
+
+    recs = [make_record("nrch-nodns", 16, 0.5, s, strategy=st) for st in ("gmm-select", "coteaching") for s in SEEDS]
+    recs += [make_record("nrch", 16, 0.5, s, strategy=st) for st in ("none", "elr") for s in SEEDS]
+    names = {name: fig for _, name, fig in selection_figures(recs)}
+    assert {
+        "selection_nrch-nodns+gmm-select_16bits_fast_contiguous_one-swap",
+        "selection_nrch-nodns+coteaching_16bits_fast_contiguous_one-swap",
+        "selection_nrch_16bits_fast_contiguous_one-swap",
+        "selection_nrch+elr_16bits_fast_contiguous_one-swap",
+    } == set(names)
+    assert (
+        "NRCH-nodns + Co-teaching"
+        in names["selection_nrch-nodns+coteaching_16bits_fast_contiguous_one-swap"]._suptitle.get_text()
+    )
+    hists = {name for _, name, _ in loss_histogram_figures(recs)}
+    assert hists == {
+        "loss-hist_nrch_16bits_fast_contiguous_one-swap-0.5_seed0",
+        "loss-hist_nrch+elr_16bits_fast_contiguous_one-swap-0.5_seed0",
+    }

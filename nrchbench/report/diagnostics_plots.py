@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from nrchbench.records import Record
 from nrchbench.report.figures import FORMATS, figure, legend_below, save, stem
-from nrchbench.report.frame import record_identity, record_label, select_records
+from nrchbench.report.frame import record_identity, record_label, record_slug, select_records
 from nrchbench.report.identity import TableIdentity
 from nrchbench.report.labels import dataset_name, parse_labels
 
@@ -41,7 +41,7 @@ def _series(rec: Record, key: str) -> np.ndarray:
 def plot_selection(
     records: Iterable[Record], out_dir: str | Path, *, formats: Sequence[str] = FORMATS, **options: Any
 ) -> list[Path]:
-    """:func:`selection_figures` saved as ``<out_dir>/<dataset>/selection_<method>_<bits>bits_….{png,pdf}``."""
+    """:func:`selection_figures` saved as ``<out_dir>/<dataset>/selection_<method>[+<strategy>]_<bits>bits_….{png,pdf}``."""
     return [p for i, name, fig in selection_figures(records, **options) for p in save(fig, out_dir, i, name, formats)]
 
 
@@ -50,15 +50,16 @@ def selection_figures(
 ) -> Iterator[tuple[TableIdentity, str, Figure]]:
     """Selection precision, recall and selected fraction over epochs (three stacked panels),
     a line per noise rate with a ± std band over seeds. One figure per data and protocol
-    identity, method and code length; records without these history keys are skipped."""
+    identity, method configuration (strategy included) and code length; records without these
+    history keys are skipped."""
     labels = parse_labels(labels)
     groups: dict[tuple, dict[float, list[Record]]] = defaultdict(lambda: defaultdict(list))
     for rec in _ok(records, filters):
         if any(len(_series(rec, k)) for k, _ in _SEL_KEYS):
-            key = (record_identity(rec), record_label(rec, labels), rec.spec.method, rec.spec.bits)
+            key = (record_identity(rec), record_label(rec, labels), record_slug(rec), rec.spec.bits)
             groups[key][float(rec.spec.noise_rate or 0.0)].append(rec)
     for key in sorted(groups, key=lambda k: (k[0].slug_parts(), k[1], k[3])):
-        ident, label, method, bits = key
+        ident, label, slug, bits = key
         with figure(height=3.5) as fig:
             axes = fig.subplots(len(_SEL_KEYS), 1, sharex=True)
             for j, rate in enumerate(sorted(groups[key])):
@@ -80,7 +81,7 @@ def selection_figures(
             axes[-1].set_xlabel("epoch")
             fig.suptitle(f"{dataset_name(ident.dataset)} · {label} · {bits} bits")
             legend_below(fig, axes, ncols=3)
-        yield ident, stem("selection", ident, method=method, bits=bits), fig
+        yield ident, stem("selection", ident, method=slug, bits=bits), fig
 
 
 def _normal_pdf(x: np.ndarray, mean: float, var: float) -> np.ndarray:
@@ -112,7 +113,8 @@ def loss_histogram_figures(
 
     From ``diagnostics.sample_loss_hist``: clean and noisy counts as stacked densities over all
     samples (the stack integrates to 1, like the mixture), with each weighted component and
-    their sum. One figure per data and protocol identity, method, code length and noise rate;
+    their sum. One figure per data and protocol identity, method configuration (strategy
+    included), code length and noise rate;
     ``seed`` picks the run (default: the lowest seed).
     """
     labels = parse_labels(labels)
@@ -121,11 +123,11 @@ def loss_histogram_figures(
         s = rec.spec
         if not rec.diagnostics.get("sample_loss_hist") or (seed is not None and s.seed != seed):
             continue
-        key = (record_identity(rec), s.method, s.bits, float(s.noise_rate or 0.0))
+        key = (record_identity(rec), record_slug(rec), s.bits, float(s.noise_rate or 0.0))
         if key not in chosen or s.seed < chosen[key].spec.seed:
             chosen[key] = rec
     for key in sorted(chosen, key=lambda k: (k[0].slug_parts(), *k[1:])):
-        ident, method, bits, rate = key
+        ident, slug, bits, rate = key
         rec = chosen[key]
         h = rec.diagnostics["sample_loss_hist"]
         edges = _arr(h["edges"])
@@ -156,4 +158,4 @@ def loss_histogram_figures(
             title = f"{dataset_name(ident.dataset)} · {record_label(rec, labels)} · {bits} bits · η={rate:g}"
             fig.suptitle(title + f" · seed {rec.spec.seed}")
             legend_below(fig, [ax], ncols=2)
-        yield ident, stem("loss-hist", ident, method=method, bits=bits, rate=rate, seed=rec.spec.seed), fig
+        yield ident, stem("loss-hist", ident, method=slug, bits=bits, rate=rate, seed=rec.spec.seed), fig

@@ -31,7 +31,7 @@ from nrchbench.jsonutil import canonical_json
 from nrchbench.provenance import code_version
 from nrchbench.records import Record, record_path
 from nrchbench.report.identity import ROW_KEYS, TABLE_KEYS, TableIdentity
-from nrchbench.report.labels import method_label, non_default
+from nrchbench.report.labels import method_label, non_default, non_default_strategy
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +277,17 @@ def _strategy_names(strategies: Sequence[str] | None) -> set[str] | None:
 def record_identity(rec: Record, direction: str = "", metric: str = "") -> TableIdentity:
     """The table identity a record belongs to (its data and protocol)."""
     return TableIdentity.from_mapping({**_identity(rec), "direction": direction, "metric": metric})
+
+
+def record_slug(rec: Record) -> str:
+    """A record's method configuration for a file name: ``nrch``, ``dcmh-standardize=True``,
+    ``nrch-nodns+gmm-select``, ``nrch-nodns+elr-lam=3`` (non-default parameters only)."""
+    s = rec.spec
+    text = "-".join([s.method, *(f"{k}={v}" for k, v in non_default(s.method, s.params).items())])
+    if s.strategy and s.strategy != "none":
+        shown = sorted(non_default_strategy(s.strategy, s.strategy_params).items())
+        text += "+" + "-".join([s.strategy, *(f"{k}={v}" for k, v in shown)])
+    return text
 
 
 def record_label(rec: Record, labels: Mapping[str, str] | None = None) -> str:

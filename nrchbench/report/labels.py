@@ -26,6 +26,7 @@ __all__ = [
     "method_label",
     "metric_label",
     "non_default",
+    "non_default_strategy",
     "strategy_label",
 ]
 
@@ -149,13 +150,13 @@ def strategy_label(
     if not strategy or strategy == "none":
         return labels.get("none", "none")
     text = labels.get(strategy, _name(strategy))
-    shown = _non_default_strategy(strategy, params or {})
+    shown = non_default_strategy(strategy, params or {})
     if shown:
         text += f" ({_params_text(dict(sorted(shown.items())))})"
     return text
 
 
-def _non_default_strategy(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:
+def non_default_strategy(strategy: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The strategy parameters that differ from the strategy's defaults (records store all of them)."""
     from nrchbench.errors import RegistryError
     from nrchbench.registry import STRATEGIES
