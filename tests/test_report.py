@@ -845,7 +845,7 @@ def test_the_same_records_give_the_same_figure_bytes(records, tmp_path, monkeypa
 
 def test_diagnostic_figures_keep_strategies_apart():
     """Two strategies on one base are two figures (their names used to collide: the last overwrote the first)."""
-    from nrchbench.report.diagnostics_plots import loss_histogram_figures, selection_figures
+    from nrchbench.report.diagnostics_plots import loss_histogram_figures, selection_figures, separator_figures
 
     recs = [make_record("nrch-nodns", 16, 0.5, s, strategy=st) for st in ("gmm-select", "coteaching") for s in SEEDS]
     recs += [make_record("nrch", 16, 0.5, s, strategy=st) for st in ("none", "elr") for s in SEEDS]
@@ -860,6 +860,11 @@ def test_diagnostic_figures_keep_strategies_apart():
         "NRCH-nodns + Co-teaching"
         in names["selection_nrch-nodns+coteaching_16bits_fast_contiguous_one-swap"]._suptitle.get_text()
     )
+    (compare,) = [(n, f) for _, n, f in separator_figures(recs)]  # the separators side by side, one rate
+    assert compare[0] == "selection-compare_16bits_fast_contiguous_one-swap-0.5"
+    legend = _texts(compare[1])["legend"]
+    assert legend == sorted(legend, key=str.casefold) and len(legend) == 4 and "NRCH + ELR (n=3)" in legend
+    assert _legend_clear_of_axes(compare[1])
     hists = {name for _, name, _ in loss_histogram_figures(recs)}
     assert hists == {
         "loss-hist_nrch_16bits_fast_contiguous_one-swap-0.5_seed0",

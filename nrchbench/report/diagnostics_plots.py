@@ -3,6 +3,7 @@ per-sample-loss histogram with the fitted mixture. Same conventions as :mod:`.pl
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -14,12 +15,18 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from nrchbench.records import Record
-from nrchbench.report.figures import FORMATS, figure, legend_below, save, stem
+from nrchbench.report.figures import FORMATS, Palette, figure, legend_below, save, stem
 from nrchbench.report.frame import record_identity, record_label, record_slug, select_records
 from nrchbench.report.identity import TableIdentity
 from nrchbench.report.labels import dataset_name, parse_labels
 
-__all__ = ["loss_histogram_figures", "plot_loss_histogram", "plot_selection", "selection_figures"]
+__all__ = [
+    "loss_histogram_figures",
+    "plot_loss_histogram",
+    "plot_selection",
+    "selection_figures",
+    "separator_figures",
+]
 
 _SEL_KEYS = (
     ("sel_precision", "selection precision"),
@@ -41,8 +48,41 @@ def _series(rec: Record, key: str) -> np.ndarray:
 def plot_selection(
     records: Iterable[Record], out_dir: str | Path, *, formats: Sequence[str] = FORMATS, **options: Any
 ) -> list[Path]:
-    """:func:`selection_figures` saved as ``<out_dir>/<dataset>/selection_<method>[+<strategy>]_<bits>bits_….{png,pdf}``."""
-    return [p for i, name, fig in selection_figures(records, **options) for p in save(fig, out_dir, i, name, formats)]
+    """:func:`selection_figures` saved as ``<out_dir>/<dataset>/selection_<method>[+<strategy>]_<bits>bits_….{png,pdf}``
+    and :func:`separator_figures` as ``selection-compare_<bits>bits_…_<noise model>-<rate>.{png,pdf}``."""
+    records = list(records)
+    figs = itertools.chain(selection_figures(records, **options), separator_figures(records, **options))
+    return [p for i, name, fig in figs for p in save(fig, out_dir, i, name, formats)]
+
+
+def _selecting(records: Iterable[Record], filters: Mapping[str, Any]) -> Iterator[Record]:
+    """The records that logged a selection (any of the selection history keys)."""
+    return (r for r in _ok(records, filters) if any(len(_series(r, k)) for k, _ in _SEL_KEYS))
+
+
+def _selection_panels(fig: Figure, lines: Mapping[str, list[Record]], color: Any) -> Any:
+    """Selection precision, recall and selected fraction over epochs (three stacked panels): a
+    line per entry of ``lines`` (mean over its records) with a ± std band; ``color(i, name)``.
+    Returns the axes."""
+    axes = fig.subplots(len(_SEL_KEYS), 1, sharex=True)
+    for j, (name, recs) in enumerate(lines.items()):
+        for ax, (k, what) in zip(axes, _SEL_KEYS, strict=True):
+            rows = [s for s in (_series(r, k) for r in recs) if len(s)]
+            if not rows:
+                continue
+            n = min(len(r) for r in rows)
+            values = np.array([r[:n, 1] for r in rows])
+            mean = values.mean(axis=0)
+            std = values.std(axis=0, ddof=1) if len(rows) > 1 else np.zeros(n)
+            ax.plot(rows[0][:n, 0], mean, color=color(j, name), label=f"{name} (n={len(rows)})")
+            ax.fill_between(rows[0][:n, 0], mean - std, mean + std, color=color(j, name), alpha=0.2, lw=0)
+            ax.set_ylabel(what.replace("selection ", "sel. "))
+    for ax in axes:
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[-1].set_xlabel("epoch")
+    return axes
 
 
 def selection_figures(
@@ -54,34 +94,43 @@ def selection_figures(
     history keys are skipped."""
     labels = parse_labels(labels)
     groups: dict[tuple, dict[float, list[Record]]] = defaultdict(lambda: defaultdict(list))
-    for rec in _ok(records, filters):
-        if any(len(_series(rec, k)) for k, _ in _SEL_KEYS):
-            key = (record_identity(rec), record_label(rec, labels), record_slug(rec), rec.spec.bits)
-            groups[key][float(rec.spec.noise_rate or 0.0)].append(rec)
+    for rec in _selecting(records, filters):
+        key = (record_identity(rec), record_label(rec, labels), record_slug(rec), rec.spec.bits)
+        groups[key][float(rec.spec.noise_rate or 0.0)].append(rec)
     for key in sorted(groups, key=lambda k: (k[0].slug_parts(), k[1], k[3])):
         ident, label, slug, bits = key
         with figure(height=3.5) as fig:
-            axes = fig.subplots(len(_SEL_KEYS), 1, sharex=True)
-            for j, rate in enumerate(sorted(groups[key])):
-                for ax, (k, name) in zip(axes, _SEL_KEYS, strict=True):
-                    rows = [s for s in (_series(r, k) for r in groups[key][rate]) if len(s)]
-                    if not rows:
-                        continue
-                    n = min(len(r) for r in rows)
-                    values = np.array([r[:n, 1] for r in rows])
-                    mean = values.mean(axis=0)
-                    std = values.std(axis=0, ddof=1) if len(rows) > 1 else np.zeros(n)
-                    ax.plot(rows[0][:n, 0], mean, color=f"C{j}", label=f"η={rate:g} (n={len(rows)})")
-                    ax.fill_between(rows[0][:n, 0], mean - std, mean + std, color=f"C{j}", alpha=0.2, lw=0)
-                    ax.set_ylabel(name.replace("selection ", "sel. "))
-            for ax in axes:
-                ax.set_ylim(-0.02, 1.02)
-                ax.grid(alpha=0.3)
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            axes[-1].set_xlabel("epoch")
+            lines = {f"η={rate:g}": groups[key][rate] for rate in sorted(groups[key])}
+            axes = _selection_panels(fig, lines, lambda j, _: f"C{j}")
             fig.suptitle(f"{dataset_name(ident.dataset)} · {label} · {bits} bits")
             legend_below(fig, axes, ncols=3)
         yield ident, stem("selection", ident, method=slug, bits=bits), fig
+
+
+def separator_figures(
+    records: Iterable[Record], *, labels: Mapping[str, str] | Sequence[str] | None = None, **filters: Any
+) -> Iterator[tuple[TableIdentity, str, Figure]]:
+    """The separators side by side: selection precision, recall and selected fraction over
+    epochs, a line per method configuration that selects (NRCH's own separator, a strategy
+    around a base, ...) with a ± std band over seeds. One figure per data and protocol
+    identity, code length and noise rate that has two or more such configurations; colours
+    are the same in every figure of a call."""
+    labels = parse_labels(labels)
+    groups: dict[tuple, dict[str, list[Record]]] = defaultdict(lambda: defaultdict(list))
+    for rec in _selecting(records, filters):
+        key = (record_identity(rec), rec.spec.bits, float(rec.spec.noise_rate or 0.0))
+        groups[key][record_label(rec, labels)].append(rec)
+    palette = Palette(name for g in groups.values() for name in g)
+    for key in sorted(groups, key=lambda k: (k[0].slug_parts(), k[1], k[2])):
+        if len(groups[key]) < 2:
+            continue
+        ident, bits, rate = key
+        with figure(height=3.2 + 0.16 * len(groups[key])) as fig:  # a legend row per separator
+            lines = {name: groups[key][name] for name in sorted(groups[key], key=str.casefold)}
+            axes = _selection_panels(fig, lines, lambda _, name: palette(name))
+            fig.suptitle(f"{dataset_name(ident.dataset)} · {bits} bits · η={rate:g}")
+            legend_below(fig, axes, ncols=1)
+        yield ident, stem("selection-compare", ident, bits=bits, rate=rate), fig
 
 
 def _normal_pdf(x: np.ndarray, mean: float, var: float) -> np.ndarray:
