@@ -279,11 +279,16 @@ def test_resume_across_backends_on_two_nodes(tmp_path: Path, cluster: Cluster, m
     first = run_sweep(specs[:3], out=out, plugins=[TOY])
     assert first.ok == 3
     before = {p: p.stat().st_mtime_ns for p in iter_record_paths(out)}
-    backend = RayBackend(address=cluster.address)
+    backend = RayBackend(address=cluster.address, poll_s=0.1)
     _use(monkeypatch, backend)
     events = []
     summary = run_sweep(specs, out=out, backend="ray", plugins=[TOY], progress=events.append)
     submitted = [e.spec.run_id for e in events if e.kind == "start"]
+    # per-epoch progress from the workers (3 epochs of ≥ 0.3 s, drained every 0.1 s)
+    epochs: dict[str, list[int]] = {rid: [] for rid in submitted}
+    for e in (e for e in events if e.kind == "epoch"):
+        epochs[e.spec.run_id] += [v.epochs_done for v in e.running if v.run_id == e.spec.run_id]
+    assert all(done and done == sorted(done) and max(done) <= 3 for done in epochs.values()), epochs
     assert all(e.result.written for e in events if e.kind == "done")  # same filesystem: workers wrote
     assert summary.skipped == 3 and summary.ok == 3 and summary.failed == 0
     assert sorted(submitted) == sorted(s.run_id for s in specs[3:])  # done specs are never submitted

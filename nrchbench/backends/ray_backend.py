@@ -18,6 +18,8 @@ the fault handling (:mod:`nrchbench.backends.ray_task`).
   "starts now" (the sweep claims the spec there) and ``run_timeout`` measure run time
   rather than queueing time. The driver waits with ``ray.wait(timeout=...)``; Ctrl-C
   cancels every outstanding task and re-raises; finished records stay as they are.
+* **Progress.** The tasks report every epoch to a small actor the driver drains while it
+  waits (every ``poll_s`` at most), so the sweep display shows epochs and an ETA per run.
 * **Records.** Identical to the local backend (same runner, same atomic writer, same
   ``run_id`` and path). The driver drops a marker file with a random token into ``out``; a
   task writes its record itself only if it sees that marker with that token (a shared
@@ -40,9 +42,9 @@ from typing import Any
 
 import ray  # a missing ray makes get_backend() raise the one-line RAY_HINT
 
-from nrchbench.backends import OnResult, OnStart, RunKwargs, child_imports, cores
+from nrchbench.backends import OnProgress, OnResult, OnStart, RunKwargs, child_imports, cores
 from nrchbench.backends.ray_cache import NodeCaches
-from nrchbench.backends.ray_task import MARKER_PREFIX, cancel, collect, lost, remote_task
+from nrchbench.backends.ray_task import MARKER_PREFIX, cancel, collect, lost, progress_board, remote_task
 from nrchbench.errors import ConfigError
 from nrchbench.spec import RunSpec
 
@@ -52,6 +54,7 @@ __all__ = ["MARKER_PREFIX", "RayBackend"]
 
 #: Seconds between refreshes of the cluster's size (slots, new nodes).
 REFRESH_S = 5.0
+PROGRESS_TIMEOUT_S = 5.0  # a progress board that does not answer within this is skipped once
 
 
 class RayBackend:
@@ -189,7 +192,16 @@ class RayBackend:
         return min(n, self.jobs) if self.jobs > 1 else n
 
     # ------------------------------------------------------------------ the sweep
-    def run_all(self, specs: list[RunSpec], run_kwargs: RunKwargs, on_start: OnStart, on_result: OnResult) -> None:
+    def run_all(
+        self,
+        specs: list[RunSpec],
+        run_kwargs: RunKwargs,
+        on_start: OnStart,
+        on_result: OnResult,
+        on_progress: OnProgress | None = None,
+    ) -> None:
+        """Run ``specs`` as Ray tasks; ``on_progress(run_id, epochs_done, epochs)`` after every
+        epoch of a run (reported by the tasks to a :class:`~.ray_task.ProgressBoard` actor)."""
         if not specs:
             return
         kw = _portable_kwargs(run_kwargs, self.cpus_per_run, specs)
@@ -202,6 +214,7 @@ class RayBackend:
         connected = self._connect()
         marker: Path | None = None
         caches: NodeCaches | None = None
+        board: Any = None
         try:
             self._check_fits()
             token = secrets.token_hex(16)
@@ -217,12 +230,16 @@ class RayBackend:
                 max_retries=self.max_retries,
                 retry_exceptions=False,
             )
-            self._loop(specs, kw, token, task, caches, on_start, on_result)
+            if on_progress is not None:
+                board = progress_board()
+            self._loop(specs, kw, token, task, caches, on_start, on_result, (board, on_progress))
             if caches is not None:
                 self.cache_stats = caches.stats()
                 loads = {node[:12]: st.get("loads") for node, st in self.cache_stats.items()}
                 log.info("ray: dataset loads per node: %s", loads)
         finally:
+            if board is not None:
+                _kill(board)
             if caches is not None:
                 caches.close()
             if marker is not None:
@@ -239,8 +256,10 @@ class RayBackend:
         caches: NodeCaches | None,
         on_start: OnStart,
         on_result: OnResult,
+        progress: tuple[Any, OnProgress | None] = (None, None),
     ) -> None:
         by_id = {s.run_id: s for s in specs}
+        board, on_progress = progress
         queue = list(reversed(specs))  # pop() from the end keeps the sweep's order
         in_flight: dict[Any, tuple[str, float]] = {}  # ref -> (run_id, submitted at)
         kw_dict = kw.to_dict()
@@ -259,13 +278,15 @@ class RayBackend:
                     if not on_start(rs):
                         continue
                     handles = caches.handles if caches is not None else {}
-                    ref = task.remote(rs, kw_dict, token, handles, self.gpus_per_run > 0)
+                    ref = task.remote(rs, kw_dict, token, handles, self.gpus_per_run > 0, board)
                     in_flight[ref] = (rs.run_id, time.monotonic())
                 if not in_flight:
                     continue
                 ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=self.poll_s)
                 if ready:
                     ready, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=0)
+                if board is not None:
+                    _report_epochs(board, on_progress, {run_id for run_id, _t in in_flight.values()})
                 for ref in ready:
                     run_id, _t = in_flight.pop(ref)
                     on_result(collect(ref, by_id[run_id], self.max_retries))
@@ -288,6 +309,26 @@ class RayBackend:
 
 
 # ---------------------------------------------------------------------- driver helpers
+def _report_epochs(board: Any, on_progress: Any, running: set[str]) -> None:
+    """Pass the board's latest epochs of the runs still in flight to ``on_progress``
+    (best effort: a board that does not answer costs progress ticks, never runs)."""
+    try:
+        latest = ray.get(board.drain.remote(), timeout=PROGRESS_TIMEOUT_S)
+    except Exception as exc:
+        log.debug("ray: progress board: %s", exc)
+        return
+    for run_id, (done, total) in latest.items():
+        if run_id in running:
+            on_progress(run_id, done, total)
+
+
+def _kill(actor: Any) -> None:
+    try:
+        ray.kill(actor)
+    except Exception as exc:  # the cluster is gone already
+        log.debug("ray.kill: %s", exc)
+
+
 def _portable_kwargs(kw: RunKwargs, cpus_per_run: float, specs: list[RunSpec]) -> RunKwargs:
     """Paths that mean the same on every node (absolute), the plugins the specs need, and
     torch threads = CPUs per run.

@@ -5,6 +5,9 @@
   writes the record itself only if it sees the driver's marker file holding the sweep's
   token (a shared filesystem); otherwise the record travels back in its result and the
   driver writes it.
+* **Progress.** With a :class:`ProgressBoard` actor, the task reports every finished epoch to
+  it (fire and forget: a lost report costs a progress tick, never a run); the driver drains it
+  while it waits, so a Ray sweep shows per-epoch progress and an ETA like a local one.
 * **Faults.** A task whose worker process or node dies is retried by Ray up to
   ``max_retries`` times (system failures only: a run that *raises* is already a failed
   result and is never retried). After the last retry, or when a run exceeds ``run_timeout``
@@ -27,7 +30,7 @@ from nrchbench.spec import RunSpec
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MARKER_PREFIX", "cancel", "collect", "lost", "remote_task"]
+__all__ = ["MARKER_PREFIX", "ProgressBoard", "cancel", "collect", "lost", "progress_board", "remote_task"]
 
 MARKER_PREFIX = ".nrchbench-ray-"
 
@@ -43,8 +46,29 @@ def _sees_driver_fs(out: str | None, token: str) -> bool:
         return False
 
 
-def run_task(spec: RunSpec, kw: dict[str, Any], token: str, caches: dict[str, Any], gpu: bool) -> RunResult:
-    """One run on a Ray worker (see :func:`remote_task`)."""
+class ProgressBoard:
+    """A Ray actor holding the latest ``(epochs_done, epochs)`` of each run until the driver drains it."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, tuple[int, int]] = {}
+
+    def report(self, run_id: str, epochs_done: int, epochs: int) -> None:
+        self.latest[run_id] = (int(epochs_done), int(epochs))
+
+    def drain(self) -> dict[str, tuple[int, int]]:
+        out, self.latest = self.latest, {}
+        return out
+
+
+def progress_board() -> Any:
+    """A new :class:`ProgressBoard` actor (no CPU of its own: it only holds a dict)."""
+    return ray.remote(num_cpus=0)(ProgressBoard).remote()
+
+
+def run_task(
+    spec: RunSpec, kw: dict[str, Any], token: str, caches: dict[str, Any], gpu: bool, board: Any = None
+) -> RunResult:
+    """One run on a Ray worker (see :func:`remote_task`); ``board``: a :class:`ProgressBoard` or None."""
     from nrchbench.backends.ray_cache import CachedLoader
     from nrchbench.datasets import load_dataset
 
@@ -62,7 +86,13 @@ def run_task(spec: RunSpec, kw: dict[str, Any], token: str, caches: dict[str, An
         spec = spec.with_device("cuda" if gpu and torch.cuda.is_available() else "cpu")
     actor = caches.get(node_id)
     loader = CachedLoader(actor, load_dataset) if actor is not None else None
-    result = execute(spec, run_kwargs, loader=loader)
+    progress = None
+    if board is not None:
+
+        def progress(epoch: int, total: int, _entry: Any, run_id: str = spec.run_id) -> None:
+            board.report.remote(run_id, epoch + 1, total)
+
+    result = execute(spec, run_kwargs, loader=loader, progress=progress)
     result.node = node_id
     return result
 
