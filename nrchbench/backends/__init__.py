@@ -94,7 +94,7 @@ class RunResult:
 OnStart = Callable[[RunSpec], bool]
 OnResult = Callable[[RunResult], None]
 #: ``on_progress(run_id, epochs_done, epochs)``: optional, for backends that report epochs
-#: (their ``run_all`` takes it as a keyword; the local backend does).
+#: (their ``run_all`` takes it as a keyword; the local and Ray backends do).
 OnProgress = Callable[[str, int, int], None]
 
 
