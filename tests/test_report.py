@@ -623,6 +623,18 @@ def test_strategy_axis_pivots_method_plus_strategy_rows_without_changing_cells()
         leaderboard(recs, strategies=["bogus"])
 
 
+def test_labels_made_equal_are_told_apart_or_refused():
+    """Review of issue 15: two rows (or strategies) that --label makes equal must not crash a pivot."""
+    recs = [make_record("dcmh", 16, 0.5, s, strategy=st) for st in ("none", "elr", "gce") for s in SEEDS]
+    recs += [make_record("nrch-nodns", 16, 0.5, s) for s in SEEDS]
+    (b,) = leaderboard(recs, labels={"elr": "Robust", "gce": "Robust", "dcmh": "X", "nrch-nodns": "X"})
+    t = b.views(rows="method", columns="strategy")[0].text("text")
+    assert list(t.columns) == ["none", "Robust [elr]", "Robust [gce]"]
+    assert list(t.index) == ["X [dcmh]", "X [nrch-nodns]", "chance"]
+    t = b.views(rows="strategy", columns="method")[0].text("text")
+    assert list(t.index) == ["none", "Robust [elr]", "Robust [gce]"] and set(t["chance"]) == {"0.540"}
+
+
 # --------------------------------------------------------------------------- rendering
 
 

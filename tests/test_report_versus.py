@@ -106,3 +106,21 @@ def test_tables_without_the_reference_are_left_out(caplog):
     assert v.identity.noise_model == "one-swap" and "left out" in caplog.text
     with pytest.raises(ConfigError, match="matches no row"):
         against_each(boards, "oracle")
+
+
+def test_edge_cases_found_in_review():
+    (b,) = leaderboard(_recs() + [make_record("djsrh", 16, None, s) for s in range(5)])
+    with pytest.raises(ConfigError, match="noise-invariant row shares no noisy labels"):
+        against(b, "DJSRH†")  # the label as printed, † included, is found — and refused
+    (one,) = leaderboard(seeds_records("dcmh", list(BASE)))
+    with pytest.raises(ConfigError, match="the reference is the only ranked row"):
+        against(one, "dcmh")
+    # a row sharing fewer than 3 seeds with the reference: no test, said so, p stays NaN
+    recs = _recs() + [make_record("nrch-nogmm", 16, 0.5, s, params={"warmup": 9}) for s in (5, 6, 7)]
+    (b,) = leaderboard(recs)
+    v = against(b, "nrch")
+    row = v.rows.index[v.rows["label"].str.contains("warmup")][0]
+    c = v.cells[v.cells["row"] == row].iloc[0]
+    assert c["mark"] == "untested" and np.isnan(c["p_vs_ref"])
+    md = to_markdown(v.views()[0])
+    assert "(no test) (n=3) |" in md and "fewer than 3 seeds shared with the reference" in md

@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from nrchbench.errors import DataError
+from nrchbench.errors import ConfigError, DataError, NrchbenchError
 from nrchbench.jsonutil import canonical_json
 from nrchbench.provenance import code_version
 from nrchbench.records import Record, record_path
@@ -40,6 +40,8 @@ __all__ = [
     "FRAME_COLUMNS",
     "SEED_KEYS",
     "TRAINING_METRICS",
+    "is_score",
+    "metric_direction",
     "metric_names",
     "record_frame",
     "record_identity",
@@ -262,7 +264,7 @@ def _strategy_names(strategies: Sequence[str] | None) -> set[str] | None:
     """
     if not strategies:
         return None
-    from nrchbench.errors import ConfigError, RegistryError
+    from nrchbench.errors import RegistryError
     from nrchbench.registry import STRATEGIES
 
     out = set()
@@ -295,3 +297,33 @@ def record_label(rec: Record, labels: Mapping[str, str] | None = None) -> str:
     s = rec.spec
     text = method_label(s.method, s.params, s.strategy, s.strategy_params, labels)
     return text + ("†" if s.noise_invariant else "")
+
+
+def metric_direction(metric: str) -> bool:
+    """True when a higher ``metric`` is better (from :func:`nrchbench.metrics.metric_info`).
+
+    Raises:
+        ConfigError: an unknown metric, or a descriptive number (a count, the chance level).
+    """
+    from nrchbench.metrics import metric_info
+
+    if metric in TRAINING_METRICS:
+        higher, description = TRAINING_METRICS[metric]
+        if higher is None:
+            raise ConfigError(f"metric {metric!r} is descriptive ({description}), not a score to rank")
+        return higher
+    try:
+        info = metric_info(metric)
+    except NrchbenchError as exc:
+        raise ConfigError(str(exc)) from None
+    if info.higher_is_better is None:
+        raise ConfigError(f"metric {metric!r} is descriptive ({info.description}), not a score to rank")
+    return info.higher_is_better
+
+
+def is_score(metric: str) -> bool:
+    try:
+        metric_direction(metric)
+    except ConfigError:
+        return False
+    return True

@@ -100,6 +100,12 @@ def pivot(
             sorted(wide.index, key=lambda v: key(rows, v)), sorted(wide.columns, key=lambda v: key(columns, v))
         ]
         wide = wide.map(lambda c: c if isinstance(c, Cell) else Cell())
+        shown = [[display(a, v) for v in vs] for a, vs in ((rows, wide.index), (columns, wide.columns))]
+        twice = [t for side in shown for t in dict.fromkeys(side) if side.count(t) > 1]
+        if twice:
+            raise ConfigError(
+                f"two rows or columns of a table would both read {twice[0]!r}; give them distinct --label texts"
+            )
         wide.index = pd.Index([display(rows, v) for v in wide.index], tupleize_cols=True, name=None)
         wide.index.names = list(rows)
         wide.columns = pd.Index([display(columns, v) for v in wide.columns], tupleize_cols=True)
@@ -122,8 +128,35 @@ def row_labels(rows: pd.DataFrame, labels: Mapping[str, str]) -> pd.Series:
         resolved = [json.loads(r) for r in same["resolved_params"]]
         keys = sorted({k for r in resolved for k in r if len({json.dumps(x.get(k)) for x in resolved}) > 1})
         for idx, r in zip(same.index, resolved, strict=True):
-            base[idx] += " [" + ", ".join(f"{k}={r.get(k)}" for k in keys) + "]"
+            # the resolved parameters they differ in; else (a --label gave two rows one text) the spec
+            base[idx] += " [" + (", ".join(f"{k}={r.get(k)}" for k in keys) or _spec_text(rows.loc[idx])) + "]"
     return base + rows["invariant"].map({True: "†", False: ""})
+
+
+def _spec_text(row: pd.Series) -> str:
+    """A row's method configuration as registry names and parameters (``nrch-nodns+elr lam=3``)."""
+    text = row["method"] + ("" if row["strategy"] == "none" else "+" + row["strategy"])
+    params = {**json.loads(row["params"]), **json.loads(row["strategy_params"])}
+    return " ".join([text, *(f"{k}={v}" for k, v in sorted(params.items()))])
+
+
+def _distinct(labels: dict[str, str], params: dict[str, str]) -> dict[str, str]:
+    """``labels`` (key → text) with the texts that two keys share made distinct by the
+    parameters (``params``: key → JSON) those keys differ in, else by the key itself."""
+    out = dict(labels)
+    by_text: dict[str, list[str]] = {}
+    for k, text in labels.items():
+        by_text.setdefault(text, []).append(k)
+    for text, keys in by_text.items():
+        if len(keys) < 2:
+            continue
+        values = {k: json.loads(params[k] or "{}") for k in keys}
+        differ = sorted(
+            {p for v in values.values() for p in v if len({json.dumps(x.get(p)) for x in values.values()}) > 1}
+        )
+        for k in keys:
+            out[k] = f"{text} [{', '.join(f'{p}={values[k].get(p)}' for p in differ) or k.split('|')[0]}]"
+    return out
 
 
 def by_strategy(
@@ -131,7 +164,7 @@ def by_strategy(
 ) -> tuple[pd.DataFrame, dict, dict, bool]:
     """``slots`` keyed by base method configuration (``row``) and ``strategy``, with the sort
     keys and labels of both axes, and whether some base × strategy pair has no record. The
-    chance row is repeated under every strategy when the strategies are columns."""
+    chance row is repeated under every strategy when strategies or methods are columns."""
     base_keys = [k for k in ROW_KEYS if k not in ("strategy", "strategy_params")]
     base = pd.Series(["|".join(map(str, k)) for k in rows[base_keys].itertuples(index=False)], index=rows.index)
     strategy = pd.Series(
@@ -140,10 +173,13 @@ def by_strategy(
     )
     plain = rows.assign(strategy="none", strategy_params="{}", base=base).drop_duplicates("base")
     base_label = dict(zip(plain["base"], row_labels(plain, labels), strict=True))
-    st_label = {
-        k: strategy_label(r.strategy, json.loads(r.strategy_params), labels)
-        for k, r in zip(strategy, rows.itertuples(), strict=True)
-    }
+    st_label = _distinct(
+        {
+            k: strategy_label(r.strategy, json.loads(r.strategy_params), labels)
+            for k, r in zip(strategy, rows.itertuples(), strict=True)
+        },
+        dict(zip(strategy, rows["strategy_params"], strict=True)),
+    )
     chance = slots["row"] == CHANCE
     out = slots[~chance].assign(strategy=slots.loc[~chance, "row"].map(strategy), row=slots["row"].map(base))
     keys = list(dict.fromkeys(strategy))
@@ -154,7 +190,7 @@ def by_strategy(
     base_order = {k: i for i, k in enumerate([*dict.fromkeys(base), CHANCE])}
     orders = {
         "method": base_order.__getitem__,
-        "strategy": lambda k: (k.split("|")[0] != "none", st_label[k].casefold(), k),
+        "strategy": lambda k: (k == "", k.split("|")[0] != "none", st_label[k].casefold(), k),
     }
     shows = {"method": {**base_label, CHANCE: CHANCE}.__getitem__, "strategy": st_label.__getitem__}
     empty = len(set(zip(base, strategy, strict=True))) < len(set(base)) * len(set(strategy))

@@ -21,13 +21,15 @@ from typing import Any
 
 import pandas as pd
 
-from nrchbench.errors import ConfigError, NrchbenchError
+from nrchbench.errors import ConfigError
 from nrchbench.provenance import versions_note
 from nrchbench.records import Record
 from nrchbench.report.frame import (
     DIRECTIONS,
     SEED_KEYS,
     TRAINING_METRICS,
+    is_score,
+    metric_direction,
     metric_names,
     record_frame,
     select_records,
@@ -40,32 +42,10 @@ from nrchbench.report.stats import ALPHA, MIN_SEEDS, aggregate, mark
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Leaderboard", "leaderboard", "metric_direction"]
+__all__ = ["Leaderboard", "leaderboard", "metric_direction"]  # metric_direction lives in .frame
 
 # Metrics whose value under a random ranking is the mean fraction of relevant items (``chance``).
 _CHANCE_METRICS = re.compile(r"^(map|map_tie|precision@\d+)$")
-
-
-def metric_direction(metric: str) -> bool:
-    """True when a higher ``metric`` is better (from :func:`nrchbench.metrics.metric_info`).
-
-    Raises:
-        ConfigError: an unknown metric, or a descriptive number (a count, the chance level).
-    """
-    from nrchbench.metrics import metric_info
-
-    if metric in TRAINING_METRICS:
-        higher, description = TRAINING_METRICS[metric]
-        if higher is None:
-            raise ConfigError(f"metric {metric!r} is descriptive ({description}), not a score to rank")
-        return higher
-    try:
-        info = metric_info(metric)
-    except NrchbenchError as exc:
-        raise ConfigError(str(exc)) from None
-    if info.higher_is_better is None:
-        raise ConfigError(f"metric {metric!r} is descriptive ({info.description}), not a score to rank")
-    return info.higher_is_better
 
 
 @dataclass
@@ -101,10 +81,13 @@ class Leaderboard:
     def rule(self) -> str:
         """How the marks were given (stated in every caption)."""
         if self.versus:
+            untested = ""
+            if (self.cells["mark"] == "untested").any():
+                untested = "; (no test): fewer than 3 seeds shared with the reference, so no test was made"
             return (
                 f"↑/↓: significantly better/worse than {self.versus} (two-sided paired t-test over seeds — same "
                 f"seed, same noisy labels — p < {ALPHA}); no mark: the test cannot tell the difference from seed "
-                "noise (each column tests several rows: an occasional mark is expected by chance)"
+                f"noise (each column tests several rows: an occasional mark is expected by chance){untested}"
             )
         if self.significance == "paired-t":
             return (
@@ -192,8 +175,14 @@ class Leaderboard:
         order = {k: i for i, k in enumerate([*self.rows.index, CHANCE])}
         orders, shows = {"method": order.__getitem__}, {"method": labels.__getitem__}
         notes = self.notes()
+        if "method" not in {*r, *c}:
+            notes.insert(
+                1, "Marks compare the rows of one code length and noise rate across all these tables (one per method)."
+            )
         if "strategy" in {*r, *c}:
-            slots, orders, shows, empty = by_strategy(slots, self.rows, self.labels, spread_chance="strategy" in c)
+            slots, orders, shows, empty = by_strategy(
+                slots, self.rows, self.labels, spread_chance=bool({"strategy", "method"} & set(c))
+            )
             if empty and "— : not run." not in notes:
                 notes.append("— : not run.")
         out = []
@@ -373,7 +362,7 @@ def leaderboard(
         frame = frame[frame["noise_rate"].round(9).isin([round(float(r), 9) for r in noise_rates])]
     computed = frame["state"].isin(["ok", "undefined"]).any()
     if require and not computed and (frame["state"] == "not computed").any():
-        have = ", ".join(m for m in metric_names(records) if _is_score(m)) or "none"
+        have = ", ".join(m for m in metric_names(records) if is_score(m)) or "none"
         raise ConfigError(
             f"no record has metric {metric!r} and none has saved codes to compute it from "
             f"(the records have: {have}); rerun with --save-codes or table one of those"
@@ -409,11 +398,3 @@ def _same_table(frame: pd.DataFrame, key: tuple) -> pd.Series:
     for k, v in zip([*TABLE_KEYS, "direction"], key, strict=True):
         mask &= frame[k] == v
     return mask
-
-
-def _is_score(metric: str) -> bool:
-    try:
-        metric_direction(metric)
-    except ConfigError:
-        return False
-    return True

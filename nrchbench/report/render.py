@@ -42,7 +42,7 @@ _LATEX_SYMBOLS = {
     ">": r"$>$",
 }
 _SYMBOLS = re.compile("|".join(map(re.escape, _LATEX_SYMBOLS)))
-_MARK_SUFFIX = {"tie": " ≈", "better": " ↑", "worse": " ↓", "reference": " (ref)"}
+_MARK_SUFFIX = {"tie": " ≈", "better": " ↑", "worse": " ↓", "reference": " (ref)", "untested": " (no test)"}
 _STATE_TEXT = {"missing": DASH, "failed": "failed", "not computed": "not computed", "undefined": "undefined"}
 
 

@@ -56,7 +56,7 @@ def reference_rows(rows: pd.DataFrame, ref: str) -> dict[str, str]:
         out = {
             idx: base_of[tuple(r[k] for k in keys)]
             for idx, r in rows[~plain].iterrows()
-            if tuple(r[k] for k in keys) in base_of
+            if tuple(r[k] for k in keys) in base_of and not bool(r["invariant"])
         }
         if not out:
             raise ConfigError(
@@ -65,7 +65,7 @@ def reference_rows(rows: pd.DataFrame, ref: str) -> dict[str, str]:
             )
         return out
     labels = rows["label"].str.rstrip("†").str.casefold()
-    hit = rows.index[labels == ref.casefold()]
+    hit = rows.index[labels == ref.rstrip("†").casefold()]
     if len(hit) == 0:
         hit = rows.index[plain & rows["method"].eq(_canonical(ref)) & rows["params"].map(json.loads).eq({})]
     if len(hit) != 1:
@@ -73,7 +73,15 @@ def reference_rows(rows: pd.DataFrame, ref: str) -> dict[str, str]:
         raise ConfigError(
             f"--versus {ref!r} {why} of the table; use one of the row labels: {', '.join(rows['label'])}, or 'base'"
         )
-    return dict.fromkeys((i for i in rows.index if i != hit[0]), hit[0])
+    if bool(rows.loc[hit[0], "invariant"]):
+        raise ConfigError(
+            f"--versus {ref!r}: a noise-invariant row shares no noisy labels with the others, so no paired test "
+            "against it; name a row trained on the noisy labels"
+        )
+    others = [i for i in rows.index if i != hit[0] and not bool(rows.loc[i, "invariant"])]
+    if not others:
+        raise ConfigError(f"--versus {ref!r}: the reference is the only ranked row of the table; nothing to compare")
+    return dict.fromkeys(others, hit[0])
 
 
 def _canonical(name: str) -> str:
@@ -87,7 +95,9 @@ def _canonical(name: str) -> str:
 
 
 def _two_sided(a: Mapping[int, float], b: Mapping[int, float]) -> float:
-    return min(1.0, 2 * min(paired_p(a, b, True), paired_p(a, b, False)))
+    """Two-sided paired p-value over the common seeds (NaN below 3: no test)."""
+    p = 2 * min(paired_p(a, b, True), paired_p(a, b, False))
+    return min(1.0, p) if math.isfinite(p) else math.nan
 
 
 def against(board: Leaderboard, ref: str) -> Leaderboard:
@@ -104,18 +114,18 @@ def against(board: Leaderboard, ref: str) -> Leaderboard:
             f"this table has {board.usual_n}"
         )
     refs = reference_rows(board.rows, ref)
-    invariant = board.rows["invariant"].astype(bool)
     cells = board.cells.assign(mark="", p_vs_ref=math.nan)
     key = {(r.row, r.bits, _key(r.noise_rate)): i for i, r in zip(cells.index, cells.itertuples(), strict=True)}
     higher = board.higher_is_better
     for i, c in zip(cells.index, cells.itertuples(), strict=True):
         j = key.get((refs.get(c.row), c.bits, _key(c.noise_rate)))
-        if c.row not in refs or invariant[c.row] or j is None or c.state != "ok":
+        if c.row not in refs or j is None or c.state != "ok" or cells.loc[j, "state"] != "ok":
             continue
-        if invariant[refs[c.row]]:
+        p = _two_sided(c.values, cells.loc[j, "values"])
+        if not math.isfinite(p):  # fewer than 3 seeds shared with the reference
+            cells.loc[i, "mark"] = "untested"
             continue
         cells.loc[j, "mark"] = "reference"
-        p = _two_sided(c.values, cells.loc[j, "values"])
         cells.loc[i, "p_vs_ref"] = p
         if p < ALPHA:
             better = (c.mean > cells.loc[j, "mean"]) == higher
