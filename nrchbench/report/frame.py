@@ -31,7 +31,7 @@ from nrchbench.jsonutil import canonical_json
 from nrchbench.provenance import code_version
 from nrchbench.records import Record, record_path
 from nrchbench.report.identity import ROW_KEYS, TABLE_KEYS, TableIdentity
-from nrchbench.report.labels import method_label, non_default, non_default_strategy
+from nrchbench.report.labels import config_slug, method_label, non_default
 
 log = logging.getLogger(__name__)
 
@@ -282,14 +282,9 @@ def record_identity(rec: Record, direction: str = "", metric: str = "") -> Table
 
 
 def record_slug(rec: Record) -> str:
-    """A record's method configuration for a file name: ``nrch``, ``dcmh-standardize=True``,
-    ``nrch-nodns+gmm-select``, ``nrch-nodns+elr-lam=3`` (non-default parameters only)."""
+    """A record's method configuration for a file name (:func:`~.labels.config_slug`)."""
     s = rec.spec
-    text = "-".join([s.method, *(f"{k}={v}" for k, v in non_default(s.method, s.params).items())])
-    if s.strategy and s.strategy != "none":
-        shown = sorted(non_default_strategy(s.strategy, s.strategy_params).items())
-        text += "+" + "-".join([s.strategy, *(f"{k}={v}" for k, v in shown)])
-    return text
+    return config_slug(s.method, s.params, s.strategy, s.strategy_params)
 
 
 def record_label(rec: Record, labels: Mapping[str, str] | None = None) -> str:

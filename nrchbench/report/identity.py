@@ -16,7 +16,7 @@ from typing import Any
 
 from nrchbench.report.labels import dataset_name, direction_name, metric_label
 
-__all__ = ["ROW_KEYS", "TABLE_KEYS", "TableIdentity"]
+__all__ = ["BASE_KEYS", "ROW_KEYS", "TABLE_KEYS", "TableIdentity"]
 
 #: Spec fields that identify the data and the protocol: one value per table.
 TABLE_KEYS = (
@@ -35,6 +35,8 @@ TABLE_KEYS = (
 )
 #: Spec fields that identify a method's configuration: one row per value.
 ROW_KEYS = ("method", "params", "strategy", "strategy_params", "resolved_params")
+#: The base method configuration of a row: its keys without the training strategy.
+BASE_KEYS = ("method", "params", "resolved_params")
 
 
 def _kv(js: str) -> str:

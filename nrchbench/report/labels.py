@@ -20,6 +20,7 @@ from nrchbench.jsonutil import canonical_json
 
 __all__ = [
     "DIRECTION_NAMES",
+    "config_slug",
     "dataset_name",
     "direction_name",
     "method_defaults",
@@ -139,6 +140,19 @@ def method_label(
     if strategy and strategy != "none":
         text += " + " + strategy_label(strategy, strategy_params, labels)
     return labels.get(text, text)
+
+
+def config_slug(
+    method: str, params: Mapping[str, Any], strategy: str = "none", strategy_params: Mapping[str, Any] | None = None
+) -> str:
+    """A method configuration in registry names, for file names and to tell labels apart:
+    ``nrch``, ``dcmh-standardize=True``, ``nrch-nodns+gmm-select``, ``nrch-nodns+elr-lam=3``
+    (non-default parameters only)."""
+    text = "-".join([method, *(f"{k}={v}" for k, v in non_default(method, params).items())])
+    if strategy and strategy != "none":
+        shown = sorted(non_default_strategy(strategy, strategy_params or {}).items())
+        text += "+" + "-".join([strategy, *(f"{k}={v}" for k, v in shown)])
+    return text
 
 
 def strategy_label(

@@ -20,8 +20,8 @@ from typing import Any
 import pandas as pd
 
 from nrchbench.errors import ConfigError
-from nrchbench.report.identity import ROW_KEYS
-from nrchbench.report.labels import method_label, strategy_label
+from nrchbench.report.identity import BASE_KEYS
+from nrchbench.report.labels import config_slug, method_label, strategy_label
 from nrchbench.report.render import Cell
 
 __all__ = ["AXES", "CHANCE", "by_strategy", "parse_layout", "pivot", "row_labels"]
@@ -114,38 +114,26 @@ def pivot(
 
 
 def row_labels(rows: pd.DataFrame, labels: Mapping[str, str]) -> pd.Series:
-    """Human labels; rows that would share one also name the resolved parameters they differ in."""
-    base = pd.Series(
-        [
-            method_label(r.method, json.loads(r.params), r.strategy, json.loads(r.strategy_params), labels)
-            for r in rows.itertuples()
-        ],
-        index=rows.index,
-    )
-    for _, same in rows.groupby(base, sort=False):
-        if len(same) < 2:
-            continue
-        resolved = [json.loads(r) for r in same["resolved_params"]]
-        keys = sorted({k for r in resolved for k in r if len({json.dumps(x.get(k)) for x in resolved}) > 1})
-        for idx, r in zip(same.index, resolved, strict=True):
-            # the resolved parameters they differ in; else (a --label gave two rows one text) the spec
-            base[idx] += " [" + (", ".join(f"{k}={r.get(k)}" for k in keys) or _spec_text(rows.loc[idx])) + "]"
-    return base + rows["invariant"].map({True: "†", False: ""})
+    """Human labels; rows that would share one also name the resolved parameters they differ in
+    (or, when a ``--label`` gave them one text, their configuration in registry names)."""
+    texts = {
+        idx: method_label(r.method, json.loads(r.params), r.strategy, json.loads(r.strategy_params), labels)
+        for idx, r in zip(rows.index, rows.itertuples(), strict=True)
+    }
+    slugs = {
+        idx: config_slug(r.method, json.loads(r.params), r.strategy, json.loads(r.strategy_params))
+        for idx, r in zip(rows.index, rows.itertuples(), strict=True)
+    }
+    texts = _distinct(texts, rows["resolved_params"].to_dict(), slugs)
+    return pd.Series(texts).reindex(rows.index) + rows["invariant"].map({True: "†", False: ""})
 
 
-def _spec_text(row: pd.Series) -> str:
-    """A row's method configuration as registry names and parameters (``nrch-nodns+elr lam=3``)."""
-    text = row["method"] + ("" if row["strategy"] == "none" else "+" + row["strategy"])
-    params = {**json.loads(row["params"]), **json.loads(row["strategy_params"])}
-    return " ".join([text, *(f"{k}={v}" for k, v in sorted(params.items()))])
-
-
-def _distinct(labels: dict[str, str], params: dict[str, str]) -> dict[str, str]:
-    """``labels`` (key → text) with the texts that two keys share made distinct by the
-    parameters (``params``: key → JSON) those keys differ in, else by the key itself."""
-    out = dict(labels)
+def _distinct(texts: dict[str, str], params: Mapping[str, str], fallback: Mapping[str, str]) -> dict[str, str]:
+    """``texts`` (key → text) with every text that several keys share made distinct: `` [k=v]``
+    of the parameters (``params``: key → JSON) those keys differ in, else `` [fallback[key]]``."""
+    out = dict(texts)
     by_text: dict[str, list[str]] = {}
-    for k, text in labels.items():
+    for k, text in texts.items():
         by_text.setdefault(text, []).append(k)
     for text, keys in by_text.items():
         if len(keys) < 2:
@@ -155,7 +143,7 @@ def _distinct(labels: dict[str, str], params: dict[str, str]) -> dict[str, str]:
             {p for v in values.values() for p in v if len({json.dumps(x.get(p)) for x in values.values()}) > 1}
         )
         for k in keys:
-            out[k] = f"{text} [{', '.join(f'{p}={values[k].get(p)}' for p in differ) or k.split('|')[0]}]"
+            out[k] = f"{text} [{', '.join(f'{p}={values[k].get(p)}' for p in differ) or fallback[k]}]"
     return out
 
 
@@ -165,8 +153,7 @@ def by_strategy(
     """``slots`` keyed by base method configuration (``row``) and ``strategy``, with the sort
     keys and labels of both axes, and whether some base × strategy pair has no record. The
     chance row is repeated under every strategy when strategies or methods are columns."""
-    base_keys = [k for k in ROW_KEYS if k not in ("strategy", "strategy_params")]
-    base = pd.Series(["|".join(map(str, k)) for k in rows[base_keys].itertuples(index=False)], index=rows.index)
+    base = pd.Series(["|".join(map(str, k)) for k in rows[list(BASE_KEYS)].itertuples(index=False)], index=rows.index)
     strategy = pd.Series(
         ["|".join(map(str, k)) for k in rows[["strategy", "strategy_params"]].itertuples(index=False)],
         index=rows.index,
@@ -179,6 +166,7 @@ def by_strategy(
             for k, r in zip(strategy, rows.itertuples(), strict=True)
         },
         dict(zip(strategy, rows["strategy_params"], strict=True)),
+        {k: k.split("|")[0] for k in strategy},
     )
     chance = slots["row"] == CHANCE
     out = slots[~chance].assign(strategy=slots.loc[~chance, "row"].map(strategy), row=slots["row"].map(base))

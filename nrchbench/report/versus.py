@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from nrchbench.errors import ConfigError
+from nrchbench.report.identity import BASE_KEYS
 from nrchbench.report.stats import ALPHA, MIN_SEEDS, paired_p
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def reference_rows(rows: pd.DataFrame, ref: str) -> dict[str, str]:
     ref = ref.strip()
     plain = rows["strategy"].eq("none")
     if ref.casefold() == BASE:
-        keys = ["method", "params", "resolved_params"]
+        keys = list(BASE_KEYS)
         base_of = {tuple(r[k] for k in keys): idx for idx, r in rows[plain].iterrows()}
         out = {
             idx: base_of[tuple(r[k] for k in keys)]
